@@ -1,0 +1,195 @@
+//! Error messages that point into a file: `file:line:column`, the line
+//! itself, a caret under the offending text, and a hint of what to do.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem found in a user's file, located by a byte range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// What is wrong, in one sentence.
+    pub message: String,
+    /// Where: the file, the 1-based line and column, and the text of that line.
+    pub location: Option<Location>,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+/// A position in a file, resolved from a byte offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, counted in characters.
+    pub column: usize,
+    /// The whole line the problem is on, for the excerpt.
+    pub line_text: String,
+    /// How many characters to underline, at least one.
+    pub width: usize,
+}
+
+impl Location {
+    /// Resolves a byte range of `source` (the contents of `path`) to a line and
+    /// column. Out-of-range offsets are clamped, never a panic.
+    pub fn from_span(path: &Path, source: &str, span: Range<usize>) -> Location {
+        let mut start = span.start.min(source.len());
+        while !source.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
+        let line_text = source[line_start..line_end].trim_end_matches('\r');
+        let line = source[..start].matches('\n').count() + 1;
+        let column = source[line_start..start].chars().count() + 1;
+        let mut end = span.end.clamp(start, line_end);
+        while !source.is_char_boundary(end) {
+            end -= 1;
+        }
+        let width = source[start..end].chars().count().max(1);
+        Location {
+            path: path.to_path_buf(),
+            line,
+            column,
+            line_text: line_text.to_string(),
+            width,
+        }
+    }
+}
+
+impl Diagnostic {
+    pub fn new(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            message: message.into(),
+            location: None,
+            help: None,
+        }
+    }
+
+    pub fn at(mut self, path: &Path, source: &str, span: Range<usize>) -> Diagnostic {
+        self.location = Some(Location::from_span(path, source, span));
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    /// Renders in the style of rustc and just:
+    ///
+    /// ```text
+    /// error: unknown key `nmae` in step #2
+    ///  --> stepwise.toml:7:1
+    ///   |
+    /// 7 | nmae = "x"
+    ///   | ^^^^
+    ///   = help: did you mean `name`?
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        if let Some(loc) = &self.location {
+            let gutter = loc.line.to_string().len();
+            let pad = " ".repeat(gutter);
+            write!(
+                f,
+                "\n{pad}--> {}:{}:{}\n{pad} |\n{} | {}\n{pad} | {}{}",
+                loc.path.display(),
+                loc.line,
+                loc.column,
+                loc.line,
+                loc.line_text,
+                " ".repeat(loc.column - 1),
+                "^".repeat(loc.width)
+            )?;
+            if let Some(help) = &self.help {
+                write!(f, "\n{pad} = help: {help}")?;
+            }
+        } else if let Some(help) = &self.help {
+            write!(f, "\n  = help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The closest candidate to `word` if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|&(d, c)| d <= (c.chars().count().max(word.chars().count()) / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance by characters where swapping two neighbours counts as one
+/// edit (optimal string alignment), since `nmae` is a typo of `name`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_line_and_column() {
+        let src = "a = 1\nbb = 2\n";
+        let loc = Location::from_span(Path::new("f.toml"), src, 6..8);
+        assert_eq!((loc.line, loc.column, loc.width), (2, 1, 2));
+        assert_eq!(loc.line_text, "bb = 2");
+    }
+
+    #[test]
+    fn clamps_bad_spans() {
+        let src = "é";
+        let loc = Location::from_span(Path::new("f"), src, 1..99);
+        assert_eq!((loc.line, loc.column), (1, 1));
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(did_you_mean("nmae", ["name", "run", "dir"]), Some("name"));
+        assert_eq!(did_you_mean("aftr", ["name", "after"]), Some("after"));
+        assert_eq!(did_you_mean("banana", ["name", "run"]), None);
+    }
+
+    #[test]
+    fn renders_an_excerpt() {
+        let d = Diagnostic::new("unknown key `nmae`")
+            .at(Path::new("stepwise.toml"), "[[step]]\nnmae = 1\n", 9..13)
+            .help("did you mean `name`?");
+        assert_eq!(
+            d.to_string(),
+            "error: unknown key `nmae`\n --> stepwise.toml:2:1\n  |\n2 | nmae = 1\n  | ^^^^\n  = help: did you mean `name`?"
+        );
+    }
+}

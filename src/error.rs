@@ -1,0 +1,116 @@
+//! The one error type of the library, and the exit code each error maps to.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::diagnostic::Diagnostic;
+
+/// Exit code: every step in scope is done.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: a step failed (or was not run because one it needs failed).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code: usage error, invalid pipeline file, corrupt journal, bad import,
+/// or an I/O error of stepwise itself. Nothing was run.
+pub const EXIT_ERROR: i32 = 2;
+/// Exit code: another process holds the pipeline's lock.
+pub const EXIT_LOCKED: i32 = 3;
+/// Exit code: the run was stopped by SIGINT (128 + 2).
+pub const EXIT_SIGINT: i32 = 130;
+/// Exit code: the run was stopped by SIGTERM (128 + 15).
+pub const EXIT_SIGTERM: i32 = 143;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline file (or another input file) has problems; each carries
+    /// its position.
+    #[error("{}", render_all(.0))]
+    Invalid(Vec<Diagnostic>),
+
+    /// The command line asks for something that cannot be done.
+    #[error("error: {message}{}", help.as_ref().map(|h| format!("\n  = help: {h}")).unwrap_or_default())]
+    Usage {
+        message: String,
+        help: Option<String>,
+    },
+
+    /// A line of the journal that is not the last one cannot be read.
+    #[error("error: the journal {}:{line} is corrupt: {message}\n  = help: {help}", path.display())]
+    CorruptJournal {
+        path: PathBuf,
+        line: usize,
+        message: String,
+        help: String,
+    },
+
+    /// Another process holds the lock of the state dir.
+    #[error(
+        "error: the pipeline is already running{} (lock {})\n  = help: wait for it to finish, or stop it; the lock is released the moment that process ends",
+        holder.map(|p| format!(" in process {p}")).unwrap_or_default(),
+        path.display()
+    )]
+    Locked { path: PathBuf, holder: Option<u32> },
+
+    /// An operating-system call failed; `context` says what stepwise was doing.
+    #[error("error: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn render_all(diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&d.to_string());
+    }
+    out
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Locked { .. } => EXIT_LOCKED,
+            _ => EXIT_ERROR,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn usage_with_help(message: impl Into<String>, help: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+
+    pub fn invalid(diagnostic: Diagnostic) -> Error {
+        Error::Invalid(vec![diagnostic])
+    }
+}
+
+/// Attaches "what stepwise was doing" to an I/O error.
+pub trait IoContext<T> {
+    fn context(self, context: impl fmt::Display) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, context: impl fmt::Display) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: context.to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,382 @@
+//! What the journal says about each step, folded from its records.
+//!
+//! Pure bookkeeping, no I/O: the planner and the inspecting commands read a
+//! [`History`], never the journal itself.
+
+use std::collections::HashMap;
+
+use crate::journal::{Millis, Outcome, Record};
+
+/// One attempt of a step, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The run it belongs to; `None` for an imported attempt.
+    pub run: Option<u64>,
+    /// 1-based count of the step's attempts; 0 for an imported attempt.
+    pub number: u32,
+    pub started_at: Millis,
+    /// `None` while running, or if the runner died while it ran.
+    pub finished: Option<Finished>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub at: Millis,
+    pub duration_ms: u64,
+    pub outcome: Outcome,
+}
+
+impl Attempt {
+    pub fn imported(&self) -> bool {
+        self.run.is_none()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.finished.as_ref().is_some_and(|f| f.outcome.ok())
+    }
+}
+
+/// Everything known about one step name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepHistory {
+    /// Attempts ever started (not imported): the next attempt's number is
+    /// this plus one.
+    pub attempts_started: u32,
+    /// The latest attempt, whether or not the step was forgotten since.
+    pub last: Option<Attempt>,
+    /// When the step was last forgotten.
+    pub forgotten_at: Option<Millis>,
+    /// The latest attempt after the last forget.
+    pub current: Option<Attempt>,
+    /// The latest successful attempt after the last forget.
+    pub success: Option<Attempt>,
+    /// Attempts (real and imported) after the last forget.
+    pub attempts_since_forget: u32,
+}
+
+/// One `run` of the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunInfo {
+    pub id: u64,
+    pub started_at: Millis,
+    pub pid: u32,
+    /// `None` if the runner was killed, or is still running.
+    pub ended: Option<(Millis, i32)>,
+}
+
+/// The folded journal.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    steps: HashMap<String, StepHistory>,
+    runs: Vec<RunInfo>,
+}
+
+impl History {
+    /// Folds records, oldest first.
+    pub fn from_records(records: impl IntoIterator<Item = Record>) -> History {
+        let mut history = History::default();
+        for record in records {
+            history.apply(record);
+        }
+        history
+    }
+
+    /// Adds one record to the fold.
+    pub fn apply(&mut self, record: Record) {
+        match record {
+            Record::RunStarted { run, at, pid } => self.runs.push(RunInfo {
+                id: run,
+                started_at: at,
+                pid,
+                ended: None,
+            }),
+            Record::RunFinished { run, at, exit_code } => {
+                if let Some(info) = self.runs.iter_mut().rev().find(|r| r.id == run) {
+                    info.ended = Some((at, exit_code));
+                }
+            }
+            Record::AttemptStarted {
+                run,
+                step,
+                attempt,
+                at,
+            } => {
+                let h = self.steps.entry(step).or_default();
+                h.attempts_started = h.attempts_started.max(attempt);
+                let a = Attempt {
+                    run: Some(run),
+                    number: attempt,
+                    started_at: at,
+                    finished: None,
+                };
+                h.last = Some(a.clone());
+                h.current = Some(a);
+                h.attempts_since_forget += 1;
+            }
+            Record::AttemptFinished {
+                run,
+                step,
+                attempt,
+                at,
+                duration_ms,
+                outcome,
+            } => {
+                let h = self.steps.entry(step).or_default();
+                let finished = Finished {
+                    at,
+                    duration_ms,
+                    outcome,
+                };
+                let matches = |a: &Option<Attempt>| {
+                    a.as_ref().is_some_and(|a| {
+                        a.run == Some(run) && a.number == attempt && a.finished.is_none()
+                    })
+                };
+                if matches(&h.last)
+                    && let Some(a) = &mut h.last
+                {
+                    a.finished = Some(finished.clone());
+                }
+                if matches(&h.current)
+                    && let Some(a) = &mut h.current
+                {
+                    a.finished = Some(finished);
+                    if a.ok() {
+                        h.success = Some(a.clone());
+                    }
+                }
+            }
+            Record::Forgotten { at, steps } => match steps {
+                Some(steps) => {
+                    for step in steps {
+                        forget(self.steps.entry(step).or_default(), at);
+                    }
+                }
+                None => {
+                    for h in self.steps.values_mut() {
+                        forget(h, at);
+                    }
+                }
+            },
+            Record::Imported { at, attempts } => {
+                for (step, ok) in attempts {
+                    let h = self.steps.entry(step).or_default();
+                    let a = Attempt {
+                        run: None,
+                        number: 0,
+                        started_at: at,
+                        finished: Some(Finished {
+                            at,
+                            duration_ms: 0,
+                            outcome: if ok {
+                                Outcome::Success
+                            } else {
+                                Outcome::Exited(-1)
+                            },
+                        }),
+                    };
+                    if ok {
+                        h.success = Some(a.clone());
+                    }
+                    h.last = Some(a.clone());
+                    h.current = Some(a);
+                    h.attempts_since_forget += 1;
+                }
+            }
+        }
+    }
+
+    /// What is recorded about a step, if anything.
+    pub fn step(&self, name: &str) -> Option<&StepHistory> {
+        self.steps.get(name)
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> &[RunInfo] {
+        &self.runs
+    }
+
+    /// The id the next run gets.
+    pub fn next_run(&self) -> u64 {
+        self.runs.iter().map(|r| r.id).max().unwrap_or(0) + 1
+    }
+
+    /// The checkpoint as the seed contract sees it: for each step, its
+    /// finished attempts after its last forget, reduced to what decides the
+    /// plan (one success if there was any, else one failure). Feeding this to
+    /// [`resume_from_checkpoint`](crate::resume_from_checkpoint) gives the
+    /// same plan as feeding it every attempt.
+    pub fn checkpoint(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.steps.iter().filter_map(|(name, h)| {
+            if h.success.is_some() {
+                Some((name.as_str(), true))
+            } else {
+                h.current
+                    .as_ref()
+                    .and_then(|a| a.finished.as_ref())
+                    .map(|_| (name.as_str(), false))
+            }
+        })
+    }
+}
+
+/// The checkpoint as `stepwise checkpoint export` prints it: one `(name, ok)`
+/// per finished attempt (imported ones included) in the order they happened,
+/// leaving out what a later `forget` cleared, so that importing it elsewhere
+/// gives the same plan.
+pub fn export_checkpoint(records: impl IntoIterator<Item = Record>) -> Vec<(String, bool)> {
+    let mut entries: Vec<Option<(String, bool)>> = Vec::new();
+    // Where each step's still-standing entries are, so a forget clears them
+    // without scanning: every entry is cleared at most once.
+    let mut by_step: HashMap<String, Vec<usize>> = HashMap::new();
+    let push = |entries: &mut Vec<Option<(String, bool)>>,
+                by_step: &mut HashMap<String, Vec<usize>>,
+                step: String,
+                ok: bool| {
+        by_step.entry(step.clone()).or_default().push(entries.len());
+        entries.push(Some((step, ok)));
+    };
+    for record in records {
+        match record {
+            Record::AttemptFinished { step, outcome, .. } => {
+                push(&mut entries, &mut by_step, step, outcome.ok())
+            }
+            Record::Imported { attempts, .. } => {
+                for (step, ok) in attempts {
+                    push(&mut entries, &mut by_step, step, ok);
+                }
+            }
+            Record::Forgotten {
+                steps: Some(steps), ..
+            } => {
+                for step in steps {
+                    for i in by_step.remove(&step).unwrap_or_default() {
+                        entries[i] = None;
+                    }
+                }
+            }
+            Record::Forgotten { steps: None, .. } => {
+                for (_, ix) in by_step.drain() {
+                    for i in ix {
+                        entries[i] = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    entries.into_iter().flatten().collect()
+}
+
+fn forget(h: &mut StepHistory, at: Millis) {
+    h.forgotten_at = Some(at);
+    h.current = None;
+    h.success = None;
+    h.attempts_since_forget = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(step: &str, attempt: u32) -> Record {
+        Record::AttemptStarted {
+            run: 1,
+            step: step.into(),
+            attempt,
+            at: 0,
+        }
+    }
+    fn finish(step: &str, attempt: u32, ok: bool) -> Record {
+        Record::AttemptFinished {
+            run: 1,
+            step: step.into(),
+            attempt,
+            at: 0,
+            duration_ms: 0,
+            outcome: if ok {
+                Outcome::Success
+            } else {
+                Outcome::Exited(1)
+            },
+        }
+    }
+
+    #[test]
+    fn retried_then_succeeded_is_done() {
+        let h = History::from_records([
+            start("a", 1),
+            finish("a", 1, false),
+            start("a", 2),
+            finish("a", 2, true),
+        ]);
+        assert_eq!(h.checkpoint().collect::<Vec<_>>(), [("a", true)]);
+        assert_eq!(h.step("a").unwrap().attempts_started, 2);
+    }
+
+    #[test]
+    fn an_unfinished_attempt_is_not_in_the_checkpoint() {
+        let h = History::from_records([start("a", 1)]);
+        assert_eq!(h.checkpoint().count(), 0);
+        assert!(
+            h.step("a")
+                .unwrap()
+                .current
+                .as_ref()
+                .unwrap()
+                .finished
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn forget_clears_success_but_keeps_the_count() {
+        let h = History::from_records([
+            start("a", 1),
+            finish("a", 1, true),
+            Record::Forgotten { at: 1, steps: None },
+        ]);
+        assert_eq!(h.checkpoint().count(), 0);
+        let a = h.step("a").unwrap();
+        assert_eq!(a.attempts_started, 1);
+        assert!(a.last.as_ref().unwrap().ok());
+    }
+
+    #[test]
+    fn export_leaves_out_what_was_forgotten() {
+        let cp = export_checkpoint([
+            start("a", 1),
+            finish("a", 1, true),
+            start("b", 1),
+            finish("b", 1, false),
+            Record::Forgotten {
+                at: 1,
+                steps: Some(vec!["a".into()]),
+            },
+            Record::Imported {
+                at: 2,
+                attempts: vec![("c".into(), true)],
+            },
+            start("a", 2),
+            finish("a", 2, false),
+        ]);
+        assert_eq!(
+            cp,
+            [
+                ("b".to_string(), false),
+                ("c".to_string(), true),
+                ("a".to_string(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_imported_success_counts() {
+        let h = History::from_records([Record::Imported {
+            at: 1,
+            attempts: vec![("a".into(), false), ("a".into(), true)],
+        }]);
+        assert_eq!(h.checkpoint().collect::<Vec<_>>(), [("a", true)]);
+        assert_eq!(h.step("a").unwrap().attempts_started, 0);
+    }
+}

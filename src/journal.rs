@@ -1,0 +1,655 @@
+//! The journal: an append-only record of everything that happened to a
+//! pipeline, one JSON object per line, `.stepwise/journal.jsonl`.
+//!
+//! Durability rules, in order of importance:
+//! 1. Each record is written with a single `write` of the whole line, on a file
+//!    opened with `O_APPEND`, *before* the runner acts on it. A kill at any
+//!    instant leaves only whole lines behind, or at worst a torn last line.
+//! 2. A torn last line (no trailing newline: the machine died mid-write) is
+//!    ignored by readers and cut off by the next writer. A bad line anywhere
+//!    else is corruption and an error: we never guess.
+//! 3. The file is fsynced at least once a second while a run goes on (group
+//!    commit) and before the writer is closed; with [`SyncMode::Always`] after
+//!    every record. A power cut therefore costs at most the last second of
+//!    records, which only makes those steps run again.
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::pipeline::SyncMode;
+
+/// The format version this stepwise writes and reads, stored in every record
+/// as `"v"`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// The current time as [`Millis`].
+pub fn now() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exited with status 0.
+    Success,
+    /// Exited with a non-zero status.
+    Exited(i32),
+    /// Killed by a signal it did not expect.
+    Signaled(i32),
+    /// Stopped by stepwise because it ran past its timeout.
+    TimedOut,
+    /// Stopped by stepwise because the run itself was interrupted (Ctrl-C,
+    /// SIGTERM), with the signal the step was sent.
+    Interrupted(i32),
+    /// Could not be started at all; the message says why.
+    NotStarted(String),
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+}
+
+/// One event in the journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A `run` began. Run ids count up from 1.
+    RunStarted { run: u64, at: Millis, pid: u32 },
+    /// An attempt of a step is about to start. Attempt numbers count every
+    /// attempt of the step ever made, from 1.
+    AttemptStarted {
+        run: u64,
+        step: String,
+        attempt: u32,
+        at: Millis,
+    },
+    /// An attempt ended.
+    AttemptFinished {
+        run: u64,
+        step: String,
+        attempt: u32,
+        at: Millis,
+        duration_ms: u64,
+        outcome: Outcome,
+    },
+    /// The user asked for these steps to run again (`None`: every step).
+    Forgotten {
+        at: Millis,
+        steps: Option<Vec<String>>,
+    },
+    /// Attempts imported from a checkpoint file, `(name, ok)` in order.
+    Imported {
+        at: Millis,
+        attempts: Vec<(String, bool)>,
+    },
+    /// A `run` ended normally (not killed) with this exit code.
+    RunFinished {
+        run: u64,
+        at: Millis,
+        exit_code: i32,
+    },
+}
+
+/// The on-disk shape of a record: flat, every field but `v`, `event` and `at`
+/// optional, unknown fields ignored (so a later version can add some).
+#[derive(Serialize, Deserialize, Default)]
+struct Raw<'a> {
+    v: u32,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run: Option<u64>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    step: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signal: Option<i32>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    error: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<Cow<'a, str>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    all: Option<bool>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    attempts: Option<Vec<(Cow<'a, str>, bool)>>,
+}
+
+impl Record {
+    /// The record as one journal line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut raw = Raw {
+            v: FORMAT_VERSION,
+            ..Raw::default()
+        };
+        match self {
+            Record::RunStarted { run, at, pid } => {
+                raw.event = "run".into();
+                (raw.run, raw.at, raw.pid) = (Some(*run), *at, Some(*pid));
+            }
+            Record::AttemptStarted {
+                run,
+                step,
+                attempt,
+                at,
+            } => {
+                raw.event = "start".into();
+                (raw.run, raw.step, raw.attempt, raw.at) =
+                    (Some(*run), Some(step.into()), Some(*attempt), *at);
+            }
+            Record::AttemptFinished {
+                run,
+                step,
+                attempt,
+                at,
+                duration_ms,
+                outcome,
+            } => {
+                raw.event = "finish".into();
+                (raw.run, raw.step, raw.attempt, raw.at) =
+                    (Some(*run), Some(step.into()), Some(*attempt), *at);
+                raw.duration_ms = Some(*duration_ms);
+                raw.ok = Some(outcome.ok());
+                match outcome {
+                    Outcome::Success => raw.exit_code = Some(0),
+                    Outcome::Exited(code) => raw.exit_code = Some(*code),
+                    Outcome::Signaled(sig) => raw.signal = Some(*sig),
+                    Outcome::TimedOut => raw.reason = Some("timeout".into()),
+                    Outcome::Interrupted(sig) => {
+                        raw.reason = Some("interrupted".into());
+                        raw.signal = Some(*sig);
+                    }
+                    Outcome::NotStarted(message) => {
+                        raw.reason = Some("not started".into());
+                        raw.error = Some(message.into());
+                    }
+                }
+            }
+            Record::Forgotten { at, steps } => {
+                raw.event = "forget".into();
+                raw.at = *at;
+                match steps {
+                    None => raw.all = Some(true),
+                    Some(steps) => raw.steps = Some(steps.iter().map(|s| s.into()).collect()),
+                }
+            }
+            Record::Imported { at, attempts } => {
+                raw.event = "import".into();
+                raw.at = *at;
+                raw.attempts = Some(attempts.iter().map(|(n, ok)| (n.into(), *ok)).collect());
+            }
+            Record::RunFinished { run, at, exit_code } => {
+                raw.event = "end".into();
+                (raw.run, raw.at, raw.exit_code) = (Some(*run), *at, Some(*exit_code));
+            }
+        }
+        let mut line = serde_json::to_vec(&raw).expect("a record always serializes");
+        line.push(b'\n');
+        line
+    }
+
+    /// Parses one journal line (without its newline).
+    pub fn from_line(line: &[u8]) -> std::result::Result<Record, String> {
+        let raw: Raw<'_> =
+            serde_json::from_slice(line).map_err(|e| format!("not a journal record ({e})"))?;
+        if raw.v > FORMAT_VERSION {
+            return Err(format!(
+                "written by a newer stepwise (journal format {}, this stepwise reads format {FORMAT_VERSION})",
+                raw.v
+            ));
+        }
+        if raw.v == 0 {
+            return Err("unknown journal format 0".into());
+        }
+        fn need<T>(value: Option<T>, field: &str, event: &str) -> std::result::Result<T, String> {
+            value.ok_or_else(|| format!("a `{event}` record without `{field}`"))
+        }
+        let event = raw.event.as_ref();
+        let at = raw.at;
+        Ok(match event {
+            "run" => Record::RunStarted {
+                run: need(raw.run, "run", event)?,
+                at,
+                pid: raw.pid.unwrap_or(0),
+            },
+            "start" => Record::AttemptStarted {
+                run: need(raw.run, "run", event)?,
+                step: need(raw.step, "step", event)?.into_owned(),
+                attempt: need(raw.attempt, "attempt", event)?,
+                at,
+            },
+            "finish" => {
+                let ok = need(raw.ok, "ok", event)?;
+                let outcome = match (ok, raw.reason.as_deref()) {
+                    (true, _) => Outcome::Success,
+                    (false, Some("timeout")) => Outcome::TimedOut,
+                    (false, Some("interrupted")) => Outcome::Interrupted(raw.signal.unwrap_or(0)),
+                    (false, Some("not started")) => {
+                        Outcome::NotStarted(raw.error.map(Cow::into_owned).unwrap_or_default())
+                    }
+                    (false, _) => match (raw.exit_code, raw.signal) {
+                        (Some(code), _) => Outcome::Exited(code),
+                        (None, Some(sig)) => Outcome::Signaled(sig),
+                        (None, None) => Outcome::Exited(-1),
+                    },
+                };
+                Record::AttemptFinished {
+                    run: need(raw.run, "run", event)?,
+                    step: need(raw.step, "step", event)?.into_owned(),
+                    attempt: need(raw.attempt, "attempt", event)?,
+                    at,
+                    duration_ms: raw.duration_ms.unwrap_or(0),
+                    outcome,
+                }
+            }
+            "forget" => Record::Forgotten {
+                at,
+                steps: match (raw.all, raw.steps) {
+                    (Some(true), _) => None,
+                    (_, Some(steps)) => Some(steps.into_iter().map(Cow::into_owned).collect()),
+                    _ => return Err("a `forget` record without `steps` or `all`".into()),
+                },
+            },
+            "import" => Record::Imported {
+                at,
+                attempts: need(raw.attempts, "attempts", event)?
+                    .into_iter()
+                    .map(|(n, ok)| (n.into_owned(), ok))
+                    .collect(),
+            },
+            "end" => Record::RunFinished {
+                run: need(raw.run, "run", event)?,
+                at,
+                exit_code: raw.exit_code.unwrap_or(0),
+            },
+            other => return Err(format!("unknown event `{other}`")),
+        })
+    }
+}
+
+/// What reading a journal found besides its records.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadReport {
+    /// Number of records read.
+    pub records: usize,
+    /// Byte length of the whole lines; anything after is a torn tail.
+    pub valid_len: u64,
+    /// The 1-based line number of a torn last line, if there is one.
+    pub torn_line: Option<usize>,
+}
+
+/// Where events are stored. The planner never sees this: it works on the
+/// [`History`](crate::history::History) folded from the records, so another
+/// store (a database) only has to implement these three methods.
+pub trait Store {
+    /// Calls `visit` with every committed record, oldest first.
+    fn read(&self, visit: &mut dyn FnMut(Record)) -> Result<ReadReport>;
+    /// Adds a record. When this returns the record is visible to readers
+    /// (but durable only after [`Store::sync`] or the next group commit).
+    fn append(&mut self, record: &Record) -> Result<()>;
+    /// Makes every appended record durable.
+    fn sync(&mut self) -> Result<()>;
+}
+
+/// Reads a journal file, calling `visit` for each record. A missing file is
+/// an empty journal.
+pub fn read_file(path: &Path, visit: &mut dyn FnMut(Record)) -> Result<ReadReport> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadReport::default()),
+        Err(e) => return Err(e).context(format!("cannot read the journal {}", path.display())),
+    };
+    read_bytes(path, &bytes, visit)
+}
+
+/// Parses journal contents; `path` is only used in messages.
+pub fn read_bytes(path: &Path, bytes: &[u8], visit: &mut dyn FnMut(Record)) -> Result<ReadReport> {
+    let mut report = ReadReport::default();
+    let mut pos = 0;
+    let mut line_no = 0;
+    while pos < bytes.len() {
+        line_no += 1;
+        let Some(len) = bytes[pos..].iter().position(|&b| b == b'\n') else {
+            report.torn_line = Some(line_no);
+            break;
+        };
+        let line = &bytes[pos..pos + len];
+        pos += len + 1;
+        report.valid_len = pos as u64;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match Record::from_line(line) {
+            Ok(record) => {
+                report.records += 1;
+                visit(record);
+            }
+            Err(message) => {
+                let newer = message.starts_with("written by a newer");
+                return Err(Error::CorruptJournal {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    message,
+                    help: if newer {
+                        "upgrade stepwise to read this journal; nothing was changed".into()
+                    } else {
+                        format!(
+                            "nothing was run or changed; repair line {line_no} by hand or move the journal aside (keep a copy: it is the record of what is done)"
+                        )
+                    },
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The journal file, open for appending by the one process holding the lock.
+pub struct JsonlStore {
+    path: PathBuf,
+    file: Arc<File>,
+    mode: SyncMode,
+    dirty: Arc<AtomicBool>,
+    /// Dropping this stops the group-commit thread, which then syncs once more.
+    stop: Option<mpsc::Sender<()>>,
+    committer: Option<thread::JoinHandle<()>>,
+}
+
+/// How often a batched journal is made durable.
+const GROUP_COMMIT_INTERVAL: Duration = Duration::from_millis(1000);
+
+impl JsonlStore {
+    /// Opens (creating if needed) the journal for appending. The caller must
+    /// hold the state dir's lock. A torn last line is cut off here, so new
+    /// records start on a line of their own.
+    pub fn open(path: &Path, mode: SyncMode) -> Result<JsonlStore> {
+        let created = !path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .context(format!("cannot open the journal {}", path.display()))?;
+        if created && let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        let mut store = JsonlStore {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            mode,
+            dirty: Arc::new(AtomicBool::new(false)),
+            stop: None,
+            committer: None,
+        };
+        store.cut_torn_tail()?;
+        if mode == SyncMode::Batched {
+            store.start_group_commit();
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cut_torn_tail(&mut self) -> Result<()> {
+        let bytes = std::fs::read(&self.path)
+            .context(format!("cannot read the journal {}", self.path.display()))?;
+        let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if keep < bytes.len() {
+            self.file.set_len(keep as u64).context(format!(
+                "cannot cut the torn last line of {}",
+                self.path.display()
+            ))?;
+            self.file.sync_all().context("cannot sync the journal")?;
+        }
+        Ok(())
+    }
+
+    fn start_group_commit(&mut self) {
+        let (tx, rx) = mpsc::channel::<()>();
+        let file = Arc::clone(&self.file);
+        let dirty = Arc::clone(&self.dirty);
+        self.stop = Some(tx);
+        self.committer = Some(thread::spawn(move || {
+            loop {
+                let stopping = !matches!(
+                    rx.recv_timeout(GROUP_COMMIT_INTERVAL),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                );
+                if dirty.swap(false, Ordering::AcqRel) {
+                    // An error here resurfaces at the final sync in `close`.
+                    if file.sync_data().is_err() {
+                        dirty.store(true, Ordering::Release);
+                    }
+                }
+                if stopping {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// Syncs and closes; unlike dropping, reports a failed final sync.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.stop.take();
+        if let Some(handle) = self.committer.take() {
+            let _ = handle.join();
+        }
+        self.sync()
+    }
+}
+
+impl Store for JsonlStore {
+    fn read(&self, visit: &mut dyn FnMut(Record)) -> Result<ReadReport> {
+        read_file(&self.path, visit)
+    }
+
+    fn append(&mut self, record: &Record) -> Result<()> {
+        let line = record.to_line();
+        // One write of the whole line: `write_all` only loops on a short
+        // write, which regular files do not do short of a full disk.
+        (&*self.file).write_all(&line).context(format!(
+            "cannot append to the journal {}",
+            self.path.display()
+        ))?;
+        match self.mode {
+            SyncMode::Always => self.file.sync_data().context("cannot sync the journal")?,
+            SyncMode::Batched => self.dirty.store(true, Ordering::Release),
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.dirty.store(false, Ordering::Release);
+        self.file
+            .sync_data()
+            .context(format!("cannot sync the journal {}", self.path.display()))
+    }
+}
+
+impl Drop for JsonlStore {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// fsyncs a directory, so a file created or renamed in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .context(format!("cannot sync the folder {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_kinds() -> Vec<Record> {
+        vec![
+            Record::RunStarted {
+                run: 1,
+                at: 5,
+                pid: 42,
+            },
+            Record::AttemptStarted {
+                run: 1,
+                step: "a\"b".into(),
+                attempt: 1,
+                at: 6,
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 1,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Success,
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 2,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Exited(3),
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 3,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Signaled(9),
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 4,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::TimedOut,
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 5,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Interrupted(2),
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 6,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::NotStarted("no such dir".into()),
+            },
+            Record::Forgotten {
+                at: 8,
+                steps: Some(vec!["a".into()]),
+            },
+            Record::Forgotten { at: 8, steps: None },
+            Record::Imported {
+                at: 9,
+                attempts: vec![("a".into(), true), ("b".into(), false)],
+            },
+            Record::RunFinished {
+                run: 1,
+                at: 10,
+                exit_code: 1,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_record_round_trips() {
+        for record in all_kinds() {
+            let line = record.to_line();
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(Record::from_line(&line[..line.len() - 1]), Ok(record));
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_not_a_record() {
+        let mut bytes: Vec<u8> = all_kinds().iter().flat_map(|r| r.to_line()).collect();
+        bytes.extend_from_slice(b"{\"v\":1,\"event\":\"sta");
+        let mut n = 0;
+        let report = read_bytes(Path::new("j"), &bytes, &mut |_| n += 1).unwrap();
+        assert_eq!(n, all_kinds().len());
+        assert_eq!(report.torn_line, Some(all_kinds().len() + 1));
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_an_error_naming_it() {
+        let bytes = b"{\"v\":1,\"event\":\"run\",\"run\":1,\"at\":1}\ngarbage\n{\"v\":1,\"event\":\"end\",\"run\":1,\"at\":2}\n";
+        let err = read_bytes(Path::new("j"), bytes, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(err, Error::CorruptJournal { line: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_newer_format_is_refused() {
+        let err = Record::from_line(b"{\"v\":2,\"event\":\"run\",\"run\":1,\"at\":1}").unwrap_err();
+        assert!(err.contains("newer stepwise"), "{err}");
+    }
+
+    #[test]
+    fn the_writer_cuts_a_torn_tail_and_appends_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        std::fs::write(
+            &path,
+            b"{\"v\":1,\"event\":\"run\",\"run\":1,\"at\":1}\n{\"v\":1,\"ev",
+        )
+        .unwrap();
+        let mut store = JsonlStore::open(&path, SyncMode::Batched).unwrap();
+        store
+            .append(&Record::RunFinished {
+                run: 1,
+                at: 2,
+                exit_code: 0,
+            })
+            .unwrap();
+        store.close().unwrap();
+        let mut records = Vec::new();
+        let report = read_file(&path, &mut |r| records.push(r)).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(report.torn_line, None);
+    }
+}

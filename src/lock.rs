@@ -1,0 +1,122 @@
+//! One writer at a time: an exclusive lock on `.stepwise/lock`.
+//!
+//! We use Linux open-file-description locks (`F_OFD_SETLK`):
+//! - they are released by the kernel when the process dies, kill -9 included,
+//!   so there is never a stale lock to delete by hand;
+//! - the descriptor is opened `O_CLOEXEC` (Rust's default), so no step process
+//!   inherits it: an orphaned grandchild cannot keep the pipeline locked;
+//! - unlike classic POSIX locks they conflict between two opens in the same
+//!   process, and closing some other descriptor of the file does not drop them;
+//! - `F_OFD_GETLK` lets read-only commands ask "is a run in progress?"
+//!   without taking the lock, so they never make a starting run fail.
+//!
+//! The holder writes its pid into the file, for the "already running in
+//! process N" message.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::libc;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Held for as long as it lives; dropping it (or the process dying) releases
+/// the lock.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+    path: PathBuf,
+}
+
+fn whole_file(kind: libc::c_short) -> libc::flock {
+    // SAFETY: flock is a plain C struct; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0; // to the end of the file, however long
+    fl
+}
+
+impl StateLock {
+    /// Takes the lock or fails at once with [`Error::Locked`].
+    pub fn acquire(path: &Path) -> Result<StateLock> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .context(format!("cannot open the lock file {}", path.display()))?;
+        let fl = whole_file(libc::F_WRLCK as libc::c_short);
+        match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
+            Ok(_) => {}
+            Err(Errno::EAGAIN | Errno::EACCES) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                    holder: read_pid(&mut file),
+                });
+            }
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .context(format!("cannot lock {}", path.display()));
+            }
+        }
+        // Best effort: the pid is only for messages.
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(StateLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether some process holds the lock at `path` right now, without
+    /// taking it. `Some(pid)` when it does (pid 0 when unknown).
+    pub fn holder(path: &Path) -> Option<u32> {
+        let mut file = File::open(path).ok()?;
+        let mut fl = whole_file(libc::F_WRLCK as libc::c_short);
+        fcntl(file.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).ok()?;
+        if fl.l_type == libc::F_UNLCK as libc::c_short {
+            None
+        } else {
+            Some(read_pid(&mut file).unwrap_or(0))
+        }
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_even_in_the_same_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = StateLock::acquire(&path).unwrap();
+        assert_eq!(StateLock::holder(&path), Some(std::process::id()));
+        match StateLock::acquire(&path) {
+            Err(Error::Locked { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(first);
+        assert_eq!(StateLock::holder(&path), None);
+        StateLock::acquire(&path).unwrap();
+    }
+}

@@ -1,0 +1,867 @@
+//! The pipeline file, `stepwise.toml`: parsing and validation.
+//!
+//! A file is either turned into a [`Pipeline`] whose every step name,
+//! dependency and value has been checked, or rejected with a list of
+//! [`Diagnostic`]s pointing at the offending text. Nothing downstream ever
+//! sees a half-valid pipeline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::error::{Error, IoContext, Result};
+
+/// The name of the pipeline file looked for when none is given.
+pub const DEFAULT_FILE: &str = "stepwise.toml";
+
+/// Index of a step in [`Pipeline::steps`]; the pipeline's order is the order
+/// of these ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepId(pub u32);
+
+impl StepId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// When the journal is flushed to stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// fsync at least once a second while running and before exiting: a power
+    /// cut costs at most the last second of records.
+    #[default]
+    Batched,
+    /// fsync after every record.
+    Always,
+}
+
+/// A validated pipeline.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// The pipeline file, as the user named it (for messages).
+    pub path: PathBuf,
+    /// The absolute folder of the pipeline file: steps run here by default
+    /// and the state dir lives here.
+    pub root: PathBuf,
+    /// The command line a step's `run` string is appended to.
+    pub shell: Vec<String>,
+    /// Added to every step's environment.
+    pub env: BTreeMap<String, String>,
+    pub sync: SyncMode,
+    /// `[pipeline] jobs`, when given.
+    pub jobs: Option<usize>,
+    pub steps: Vec<Step>,
+    index: HashMap<String, StepId>,
+}
+
+/// One step of a pipeline.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: String,
+    /// The shell command string.
+    pub run: String,
+    /// Working dir, relative to the pipeline's root.
+    pub dir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Direct dependencies, without duplicates, in the order listed.
+    pub after: Vec<StepId>,
+    /// 1-based line of the step's table in the file.
+    pub line: usize,
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::usage_with_help(
+                    format!("no pipeline file at {}", path.display()),
+                    format!(
+                        "create a {DEFAULT_FILE} there (see the README), or pass another with -f PATH"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e).context(format!("cannot read {}", path.display())),
+        };
+        let source = match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                return Err(Error::invalid(
+                    Diagnostic::new("the pipeline file is not valid UTF-8")
+                        .at(path, &lossy, at..at + 1)
+                        .help("save the file as UTF-8"),
+                ));
+            }
+        };
+        let root = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let root = std::path::absolute(root)
+            .context(format!("cannot resolve the folder of {}", path.display()))?;
+        Pipeline::parse(path, &root, &source)
+    }
+
+    /// Validates the text of a pipeline file. `path` is only used in messages,
+    /// `root` becomes [`Pipeline::root`].
+    ///
+    /// ```
+    /// let p = stepwise::Pipeline::parse(
+    ///     "stepwise.toml".as_ref(),
+    ///     "/tmp".as_ref(),
+    ///     "[[step]]\nname = \"a\"\nrun = \"true\"\n[[step]]\nname = \"b\"\nrun = \"true\"\n",
+    /// ).unwrap();
+    /// // Without `after`, a step depends on the one before it.
+    /// assert_eq!(p.steps[1].after, [p.find("a").unwrap()]);
+    /// ```
+    pub fn parse(path: &Path, root: &Path, source: &str) -> Result<Pipeline> {
+        let document = match DeTable::parse(source) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                return Err(Error::invalid(
+                    Diagnostic::new(format!("invalid TOML: {}", e.message().trim_end()))
+                        .at(path, source, span),
+                ));
+            }
+        };
+        let mut cx = Cx {
+            path,
+            source,
+            errors: Vec::new(),
+        };
+        let raw = cx.document(document.get_ref());
+        let pipeline = cx.validate(raw, root);
+        if cx.errors.is_empty() {
+            Ok(pipeline)
+        } else {
+            cx.errors
+                .sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
+            Err(Error::Invalid(cx.errors))
+        }
+    }
+
+    pub fn step(&self, id: StepId) -> &Step {
+        &self.steps[id.index()]
+    }
+
+    /// The step with this name.
+    pub fn find(&self, name: &str) -> Option<StepId> {
+        self.index.get(name).copied()
+    }
+
+    /// Every step id, in pipeline order.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = StepId> + use<> {
+        (0..self.steps.len() as u32).map(StepId)
+    }
+
+    /// The names of every step, in pipeline order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.name.as_str())
+    }
+
+    /// Resolves names given on the command line; an unknown name is a usage
+    /// error with the closest existing name as a suggestion.
+    pub fn resolve(&self, names: &[String]) -> Result<Vec<StepId>> {
+        names
+            .iter()
+            .map(|name| {
+                self.find(name).ok_or_else(|| {
+                    let help = match did_you_mean(name, self.names()) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => {
+                            format!("`stepwise plan` lists the steps of {}", self.path.display())
+                        }
+                    };
+                    Error::usage_with_help(
+                        format!("no step named `{name}` in {}", self.path.display()),
+                        help,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The given steps and every step they need, transitively, as a mask
+    /// indexed by step id. An empty selection means the whole pipeline.
+    pub fn scope(&self, selected: &[StepId]) -> Vec<bool> {
+        if selected.is_empty() {
+            return vec![true; self.steps.len()];
+        }
+        let mut in_scope = vec![false; self.steps.len()];
+        let mut stack: Vec<StepId> = selected.to_vec();
+        while let Some(id) = stack.pop() {
+            if !std::mem::replace(&mut in_scope[id.index()], true) {
+                stack.extend(&self.step(id).after);
+            }
+        }
+        in_scope
+    }
+
+    /// For each step, the steps that depend on it directly.
+    pub fn dependents(&self) -> Vec<Vec<StepId>> {
+        let mut out = vec![Vec::new(); self.steps.len()];
+        for id in self.ids() {
+            for dep in &self.step(id).after {
+                out[dep.index()].push(id);
+            }
+        }
+        out
+    }
+
+    /// The folder a step runs in.
+    pub fn step_dir(&self, id: StepId) -> PathBuf {
+        match &self.step(id).dir {
+            Some(dir) => self.root.join(dir),
+            None => self.root.clone(),
+        }
+    }
+}
+
+const TOP_KEYS: &[&str] = &["pipeline", "step"];
+const PIPELINE_KEYS: &[&str] = &["shell", "env", "sync", "jobs"];
+const STEP_KEYS: &[&str] = &["name", "run", "dir", "env", "after"];
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Each step's dependencies, with the span of the `after` entry naming it
+/// (`None` for the implicit "the step before").
+type Edges = Vec<Vec<(StepId, Option<Range<usize>>)>>;
+
+/// A step as written, before names are resolved.
+struct RawStep {
+    name: Option<Spanned<String>>,
+    run: Option<String>,
+    dir: Option<String>,
+    env: BTreeMap<String, String>,
+    after: Option<Vec<Spanned<String>>>,
+    span: Range<usize>,
+}
+
+#[derive(Default)]
+struct RawPipeline {
+    shell: Option<Vec<String>>,
+    env: BTreeMap<String, String>,
+    sync: SyncMode,
+    jobs: Option<usize>,
+    steps: Vec<RawStep>,
+}
+
+/// Collects every problem of a file so the user fixes them in one go.
+struct Cx<'a> {
+    path: &'a Path,
+    source: &'a str,
+    errors: Vec<Diagnostic>,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = Diagnostic::new(message).at(self.path, self.source, span);
+        self.errors.push(d);
+    }
+
+    fn error_help(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let d = Diagnostic::new(message)
+            .at(self.path, self.source, span)
+            .help(help);
+        self.errors.push(d);
+    }
+
+    /// Reports an unknown key; returns the known key it is probably a typo of.
+    fn unknown_key(
+        &mut self,
+        key: &Spanned<std::borrow::Cow<'_, str>>,
+        allowed: &[&'static str],
+        place: &str,
+    ) -> Option<&'static str> {
+        let name = key.get_ref();
+        let close = did_you_mean(name, allowed.iter().copied());
+        let help = match close {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("the keys allowed here are: {}", allowed.join(", ")),
+        };
+        self.error_help(key.span(), format!("unknown key `{name}` {place}"), help);
+        close
+    }
+
+    fn document(&mut self, doc: &DeTable<'_>) -> RawPipeline {
+        let mut raw = RawPipeline::default();
+        for (key, value) in doc.iter() {
+            match key.get_ref().as_ref() {
+                "pipeline" => match value.get_ref() {
+                    DeValue::Table(t) => self.pipeline_table(t, &mut raw),
+                    other => self.error_help(
+                        value.span(),
+                        format!("`pipeline` must be a table, found {}", other.type_str()),
+                        "write the settings under a `[pipeline]` header",
+                    ),
+                },
+                "step" => match value.get_ref() {
+                    DeValue::Array(steps) => {
+                        for (i, step) in steps.iter().enumerate() {
+                            match step.get_ref() {
+                                DeValue::Table(t) => {
+                                    let s = self.step_table(i + 1, step.span(), t);
+                                    raw.steps.push(s);
+                                }
+                                other => self.error(
+                                    step.span(),
+                                    format!(
+                                        "step #{} must be a table, found {}",
+                                        i + 1,
+                                        other.type_str()
+                                    ),
+                                ),
+                            }
+                        }
+                    }
+                    _ => self.error_help(
+                        key.span(),
+                        "`step` must be an array of tables",
+                        "start each step with a `[[step]]` header (two brackets)",
+                    ),
+                },
+                _ => {
+                    self.unknown_key(key, TOP_KEYS, "at the top level");
+                }
+            }
+        }
+        raw
+    }
+
+    fn pipeline_table(&mut self, table: &DeTable<'_>, raw: &mut RawPipeline) {
+        for (key, value) in table.iter() {
+            match key.get_ref().as_ref() {
+                "shell" => {
+                    let Some(list) = self.string_list(value, "`shell`") else { continue };
+                    let list: Vec<String> = list.into_iter().map(Spanned::into_inner).collect();
+                    if list.first().is_none_or(|program| program.is_empty()) {
+                        self.error_help(
+                            value.span(),
+                            "`shell` must name a program",
+                            "for example: shell = [\"bash\", \"-eu\", \"-c\"]",
+                        );
+                    } else {
+                        raw.shell = Some(list);
+                    }
+                }
+                "env" => raw.env = self.env_table(value, "`[pipeline] env`"),
+                "sync" => match value.get_ref().as_str() {
+                    Some("always") => raw.sync = SyncMode::Always,
+                    Some("batched") => raw.sync = SyncMode::Batched,
+                    _ => self.error_help(
+                        value.span(),
+                        "`sync` must be \"always\" or \"batched\"",
+                        "\"batched\" (the default) fsyncs the journal at least once a second; \"always\" after every record",
+                    ),
+                },
+                "jobs" => {
+                    if let Some(n) = self.positive_integer(value, "`jobs`") {
+                        raw.jobs = Some(n);
+                    }
+                }
+                _ => {
+                    self.unknown_key(key, PIPELINE_KEYS, "in [pipeline]");
+                }
+            }
+        }
+    }
+
+    fn step_table(&mut self, number: usize, span: Range<usize>, table: &DeTable<'_>) -> RawStep {
+        let mut step = RawStep {
+            name: None,
+            run: None,
+            dir: None,
+            env: BTreeMap::new(),
+            after: None,
+            span: header_span(self.source, span),
+        };
+        // The name first, so every other message can say which step it is about.
+        let place = match table.get("name").map(|v| v.get_ref()) {
+            Some(DeValue::String(name)) if !name.is_empty() => format!("in step `{name}`"),
+            _ => format!("in step #{number}"),
+        };
+        let mut misspelt: Vec<&'static str> = Vec::new();
+        for (key, value) in table.iter() {
+            match key.get_ref().as_ref() {
+                "name" => match value.get_ref() {
+                    DeValue::String(name) => {
+                        if let Some(problem) = name_problem(name) {
+                            self.error_help(
+                                value.span(),
+                                format!("invalid step name `{name}`: {problem}"),
+                                "a name uses letters, digits, `_`, `-` and `.`, and does not start with `.` or `-`",
+                            );
+                        } else {
+                            step.name = Some(Spanned::new(value.span(), name.to_string()));
+                        }
+                    }
+                    other => self.type_error(value.span(), "`name`", "a string", other),
+                },
+                "run" => match value.get_ref() {
+                    DeValue::String(run) if run.trim().is_empty() => self.error_help(
+                        value.span(),
+                        format!("`run` is empty {place}"),
+                        "give the shell command the step runs, for example: run = \"make all\"",
+                    ),
+                    DeValue::String(run) if run.contains('\0') => {
+                        self.error(value.span(), format!("`run` contains a NUL character {place}"))
+                    }
+                    DeValue::String(run) => step.run = Some(run.to_string()),
+                    other => self.type_error(value.span(), "`run`", "a string", other),
+                },
+                "dir" => match value.get_ref() {
+                    DeValue::String(dir) if dir.is_empty() || dir.contains('\0') => self.error_help(
+                        value.span(),
+                        format!("`dir` is not a usable path {place}"),
+                        "give a folder relative to the pipeline file's folder, or leave `dir` out",
+                    ),
+                    DeValue::String(dir) => step.dir = Some(dir.to_string()),
+                    other => self.type_error(value.span(), "`dir`", "a string", other),
+                },
+                "env" => step.env = self.env_table(value, &format!("`env` {place}")),
+                "after" => step.after = self.string_list(value, "`after`"),
+                _ => misspelt.extend(self.unknown_key(key, STEP_KEYS, &place)),
+            }
+        }
+        // A misspelt `name` was already reported as such; "no name" would be noise.
+        if step.name.is_none() && !table.contains_key("name") && !misspelt.contains(&"name") {
+            self.error_help(
+                step.span.clone(),
+                format!("step #{number} has no `name`"),
+                "add a line such as: name = \"build\"",
+            );
+        }
+        if step.run.is_none() && !table.contains_key("run") && !misspelt.contains(&"run") {
+            self.error_help(
+                step.span.clone(),
+                format!("step #{number} has no `run`"),
+                "add the shell command the step runs, for example: run = \"make all\"",
+            );
+        }
+        step
+    }
+
+    fn type_error(&mut self, span: Range<usize>, what: &str, expected: &str, found: &DeValue<'_>) {
+        self.error(
+            span,
+            format!("{what} must be {expected}, found {}", found.type_str()),
+        );
+    }
+
+    fn string_list(&mut self, value: &Value<'_>, what: &str) -> Option<Vec<Spanned<String>>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.type_error(value.span(), what, "an array of strings", value.get_ref());
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) if s.contains('\0') => {
+                    self.error(item.span(), format!("{what} contains a NUL character"));
+                    ok = false;
+                }
+                DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
+                other => {
+                    self.type_error(
+                        item.span(),
+                        &format!("each entry of {what}"),
+                        "a string",
+                        other,
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn env_table(&mut self, value: &Value<'_>, what: &str) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let DeValue::Table(table) = value.get_ref() else {
+            self.error_help(
+                value.span(),
+                format!(
+                    "{what} must be a table, found {}",
+                    value.get_ref().type_str()
+                ),
+                "for example: env = { LANG = \"C\" }",
+            );
+            return env;
+        };
+        for (key, v) in table.iter() {
+            let name = key.get_ref();
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                self.error(
+                    key.span(),
+                    format!("`{name}` in {what} is not a valid environment variable name"),
+                );
+                continue;
+            }
+            let text = match v.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                DeValue::Integer(i) => i.as_str().to_string(),
+                DeValue::Float(f) => f.as_str().to_string(),
+                DeValue::Boolean(b) => b.to_string(),
+                other => {
+                    self.type_error(
+                        v.span(),
+                        &format!("`{name}` in {what}"),
+                        "a string, number or boolean",
+                        other,
+                    );
+                    continue;
+                }
+            };
+            if text.contains('\0') {
+                self.error(
+                    v.span(),
+                    format!("`{name}` in {what} contains a NUL character"),
+                );
+                continue;
+            }
+            env.insert(name.to_string(), text);
+        }
+        env
+    }
+
+    fn positive_integer(&mut self, value: &Value<'_>, what: &str) -> Option<usize> {
+        let n = match value.get_ref() {
+            DeValue::Integer(i) => {
+                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+            }
+            _ => None,
+        };
+        match n {
+            Some(n) if n >= 1 => usize::try_from(n).ok(),
+            _ => {
+                self.error(value.span(), format!("{what} must be a positive integer"));
+                None
+            }
+        }
+    }
+
+    /// Resolves names and dependencies; reports duplicates, unknown names and
+    /// cycles.
+    fn validate(&mut self, raw: RawPipeline, root: &Path) -> Pipeline {
+        let mut index: HashMap<String, StepId> = HashMap::with_capacity(raw.steps.len());
+        let mut first_span: HashMap<String, Range<usize>> = HashMap::new();
+        for (i, step) in raw.steps.iter().enumerate() {
+            let Some(name) = &step.name else { continue };
+            if let Some(first) = first_span.get(name.get_ref()) {
+                let line = Diagnostic::new("").at(self.path, self.source, first.clone());
+                let line = line.location.map_or(0, |l| l.line);
+                self.error_help(
+                    name.span(),
+                    format!("duplicate step name `{}`", name.get_ref()),
+                    format!("a step with this name is already defined on line {line}; names must be unique"),
+                );
+            } else {
+                first_span.insert(name.get_ref().clone(), name.span());
+                index.insert(name.get_ref().clone(), StepId(i as u32));
+            }
+        }
+        let names: Vec<&str> = raw
+            .steps
+            .iter()
+            .filter_map(|s| s.name.as_ref().map(|n| n.get_ref().as_str()))
+            .collect();
+
+        // Edges, with the span of the `after` entry that made each explicit one.
+        let mut edges: Vec<Vec<(StepId, Option<Range<usize>>)>> =
+            Vec::with_capacity(raw.steps.len());
+        for (i, step) in raw.steps.iter().enumerate() {
+            let mut deps: Vec<(StepId, Option<Range<usize>>)> = Vec::new();
+            match &step.after {
+                None if i > 0 => deps.push((StepId(i as u32 - 1), None)),
+                None => {}
+                Some(after) => {
+                    for dep in after {
+                        match index.get(dep.get_ref()) {
+                            Some(&id) => {
+                                if !deps.iter().any(|(d, _)| *d == id) {
+                                    deps.push((id, Some(dep.span())));
+                                }
+                            }
+                            None => {
+                                let help = match did_you_mean(dep.get_ref(), names.iter().copied())
+                                {
+                                    Some(close) => format!("did you mean `{close}`?"),
+                                    None => "`after` lists the names of other steps in this file"
+                                        .to_string(),
+                                };
+                                self.error_help(
+                                    dep.span(),
+                                    format!("`after` names an unknown step `{}`", dep.get_ref()),
+                                    help,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            edges.push(deps);
+        }
+        if self.errors.is_empty() {
+            self.check_cycles(&raw.steps, &edges);
+        }
+
+        let steps = raw
+            .steps
+            .into_iter()
+            .zip(edges)
+            .map(|(s, deps)| Step {
+                line: Diagnostic::new("")
+                    .at(self.path, self.source, s.span.clone())
+                    .location
+                    .map_or(0, |l| l.line),
+                name: s.name.map(Spanned::into_inner).unwrap_or_default(),
+                run: s.run.unwrap_or_default(),
+                dir: s.dir,
+                env: s.env,
+                after: deps.into_iter().map(|(d, _)| d).collect(),
+            })
+            .collect();
+        Pipeline {
+            path: self.path.to_path_buf(),
+            root: root.to_path_buf(),
+            shell: raw.shell.unwrap_or_else(|| vec!["sh".into(), "-c".into()]),
+            env: raw.env,
+            sync: raw.sync,
+            jobs: raw.jobs,
+            steps,
+            index,
+        }
+    }
+
+    /// Finds one cycle, if any, with an iterative depth-first search, and
+    /// reports it as `a -> b -> a` at the `after` entry that closes it.
+    fn check_cycles(&mut self, steps: &[RawStep], edges: &Edges) {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Finished,
+        }
+        let mut mark = vec![Mark::New; steps.len()];
+        for start in 0..steps.len() {
+            if mark[start] != Mark::New {
+                continue;
+            }
+            // (step, index of the next edge to follow)
+            let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+            mark[start] = Mark::OnPath;
+            while let Some(&mut (node, ref mut next)) = path.last_mut() {
+                if let Some((dep, _)) = edges[node].get(*next) {
+                    *next += 1;
+                    let dep = dep.index();
+                    match mark[dep] {
+                        Mark::New => {
+                            mark[dep] = Mark::OnPath;
+                            path.push((dep, 0));
+                        }
+                        Mark::OnPath => {
+                            let from = path.iter().position(|&(n, _)| n == dep).unwrap_or(0);
+                            // In the direction of `after`: each step needs the next.
+                            let mut cycle: Vec<usize> =
+                                path[from..].iter().map(|&(n, _)| n).collect();
+                            let first = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+                            cycle.rotate_left(first);
+                            let text = cycle
+                                .iter()
+                                .chain(std::iter::once(&cycle[0]))
+                                .map(|&n| {
+                                    steps[n].name.as_ref().map_or("?", |s| s.get_ref().as_str())
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" -> ");
+                            // Point at an explicit `after` entry of the cycle: that is
+                            // what the user can change.
+                            let span = (0..cycle.len())
+                                .find_map(|i| {
+                                    let (a, b) = (cycle[i], cycle[(i + 1) % cycle.len()]);
+                                    edges[a]
+                                        .iter()
+                                        .find(|(d, _)| d.index() == b)
+                                        .and_then(|(_, s)| s.clone())
+                                })
+                                .unwrap_or_else(|| steps[cycle[0]].span.clone());
+                            self.error_help(
+                                span,
+                                format!("dependency cycle: {text}"),
+                                "`x -> y` means x runs after y, so no step here can ever start; remove one of these dependencies",
+                            );
+                            return;
+                        }
+                        Mark::Finished => {}
+                    }
+                } else {
+                    mark[node] = Mark::Finished;
+                    path.pop();
+                }
+            }
+        }
+    }
+}
+
+/// Why a step name is not acceptable, if it is not.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("it is empty");
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return Some("it starts with `.` or `-`");
+    }
+    if name.len() > 200 {
+        return Some("it is longer than 200 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Some("it contains a character other than letters, digits, `_`, `-` and `.`");
+    }
+    None
+}
+
+/// The span of a `[[step]]` header for a table span, so "missing key"
+/// messages point at the header line rather than the whole table.
+fn header_span(source: &str, span: Range<usize>) -> Range<usize> {
+    let start = span.start.min(source.len());
+    let end = source[start..]
+        .find('\n')
+        .map_or(source.len(), |i| start + i)
+        .min(span.end.max(start + 1));
+    start..end.max(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> std::result::Result<Pipeline, Vec<Diagnostic>> {
+        match Pipeline::parse(Path::new("stepwise.toml"), Path::new("/p"), src) {
+            Ok(p) => Ok(p),
+            Err(Error::Invalid(d)) => Err(d),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    fn first_error(src: &str) -> String {
+        parse(src).expect_err("should be invalid")[0].to_string()
+    }
+
+    #[test]
+    fn a_plain_list_is_a_sequence() {
+        let p = parse(
+            r#"
+            [[step]]
+            name = "a"
+            run = "x"
+            [[step]]
+            name = "b"
+            run = "y"
+            [[step]]
+            name = "c"
+            run = "z"
+            after = []
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.steps[0].after, []);
+        assert_eq!(p.steps[1].after, [StepId(0)]);
+        assert_eq!(p.steps[2].after, []);
+        assert_eq!(p.shell, ["sh", "-c"]);
+    }
+
+    #[test]
+    fn pipeline_settings() {
+        let p = parse(
+            r#"
+            [pipeline]
+            shell = ["bash", "-eu", "-c"]
+            env = { LANG = "C", PORT = 8080, DEBUG = true }
+            sync = "always"
+            jobs = 4
+            [[step]]
+            name = "a"
+            run = "x"
+            dir = "work"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.shell, ["bash", "-eu", "-c"]);
+        assert_eq!(p.env["PORT"], "8080");
+        assert_eq!(p.env["DEBUG"], "true");
+        assert_eq!(p.sync, SyncMode::Always);
+        assert_eq!(p.jobs, Some(4));
+        assert_eq!(p.step_dir(StepId(0)), Path::new("/p/work"));
+    }
+
+    #[test]
+    fn unknown_key_suggests() {
+        let e = first_error("[[step]]\nnmae = \"a\"\nrun = \"x\"\n");
+        assert!(e.contains("unknown key `nmae` in step #1"), "{e}");
+        assert!(e.contains("stepwise.toml:2:1"), "{e}");
+        assert!(e.contains("did you mean `name`?"), "{e}");
+    }
+
+    #[test]
+    fn missing_name_points_at_header() {
+        let e = first_error("\n[[step]]\nrun = \"x\"\n");
+        assert!(e.contains("step #1 has no `name`"), "{e}");
+        assert!(e.contains("stepwise.toml:2:1"), "{e}");
+    }
+
+    #[test]
+    fn cycle_is_printed() {
+        let e = first_error(
+            "[[step]]\nname = \"a\"\nrun = \"x\"\nafter = [\"b\"]\n[[step]]\nname = \"b\"\nrun = \"y\"\n",
+        );
+        assert!(e.contains("dependency cycle: a -> b -> a"), "{e}");
+        assert!(e.contains("stepwise.toml:4:10"), "{e}");
+    }
+
+    #[test]
+    fn self_cycle() {
+        let e = first_error("[[step]]\nname = \"a\"\nrun = \"x\"\nafter = [\"a\"]\n");
+        assert!(e.contains("dependency cycle: a -> a"), "{e}");
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let errors =
+            parse("[[step]]\nname = \"a\"\n[[step]]\nname = \"a\"\nrun = 3\n").unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+
+    #[test]
+    fn scope_includes_what_is_needed() {
+        let p = parse(
+            "[[step]]\nname = \"a\"\nrun = \"x\"\n[[step]]\nname = \"b\"\nrun = \"x\"\n[[step]]\nname = \"c\"\nrun = \"x\"\nafter = []\n",
+        )
+        .unwrap();
+        assert_eq!(p.scope(&[StepId(1)]), [true, true, false]);
+        assert_eq!(p.scope(&[]), [true, true, true]);
+    }
+}

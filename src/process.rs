@@ -1,0 +1,155 @@
+//! Running one attempt of a step as an operating-system process.
+//!
+//! The policy, in one place:
+//! - the step runs as `shell... run`, stdin `/dev/null`, stdout and stderr both
+//!   straight into its log file (no pipe, so a chatty step can never block on
+//!   a full pipe and the log survives the runner);
+//! - it leads a process group of its own, so stepwise can signal the step and
+//!   everything it started (grandchildren included) and the terminal's Ctrl-C
+//!   reaches only stepwise, which decides what to forward;
+//! - it gets `SIGKILL` if the stepwise thread that started it dies (kill -9 of
+//!   the runner), so a killed runner does not leave its steps running on;
+//! - when the step's main process exits, whatever it left running in its
+//!   process group is killed: a step is over when its command is.
+//!
+//! The group is signalled only while its leader is not yet reaped (a zombie
+//! still holds the pid), so a signal can never reach a recycled process id.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::unistd::Pid;
+
+/// What to run.
+pub struct Spec<'a> {
+    pub shell: &'a [String],
+    pub run: &'a str,
+    pub dir: &'a Path,
+    /// Set on top of the inherited environment, in order.
+    pub env: Vec<(&'a str, &'a str)>,
+    /// Receives stdout and stderr.
+    pub log: File,
+}
+
+/// A started step process. Cloneable handle for signalling; the exit status
+/// comes from [`Started::wait`], usually on another thread.
+#[derive(Clone)]
+pub struct Handle {
+    pid: Pid,
+    /// True once the leader is reaped; guarded so a signal and the reaping
+    /// never race.
+    reaped: Arc<Mutex<bool>>,
+}
+
+/// The process just after spawning, before anyone waits for it.
+pub struct Started {
+    child: Child,
+    handle: Handle,
+}
+
+/// Starts the step's process.
+pub fn spawn(spec: Spec<'_>) -> io::Result<Started> {
+    let (program, args) = spec
+        .shell
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty shell"))?;
+    let stderr = spec.log.try_clone()?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .arg(spec.run)
+        .current_dir(spec.dir)
+        .stdin(Stdio::null())
+        .stdout(spec.log)
+        .stderr(stderr)
+        .process_group(0);
+    for (k, v) in spec.env {
+        cmd.env(k, v);
+    }
+    let parent = std::process::id() as i32;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The runner may have died before the line above took effect.
+            if nix::libc::getppid() != parent {
+                nix::libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound && !spec.dir.is_dir() {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("working dir {} does not exist", spec.dir.display()),
+            )
+        } else if e.kind() == io::ErrorKind::NotFound {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("shell `{program}` not found"),
+            )
+        } else {
+            e
+        }
+    })?;
+    let handle = Handle {
+        pid: Pid::from_raw(child.id() as i32),
+        reaped: Arc::new(Mutex::new(false)),
+    };
+    Ok(Started { child, handle })
+}
+
+impl Started {
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Waits for the step's main process to exit, kills what it left in its
+    /// process group, and reaps it.
+    pub fn wait(mut self) -> io::Result<ExitStatus> {
+        loop {
+            // WNOWAIT: learn that it exited while keeping the zombie, so the
+            // process group id stays ours while we clean up behind it.
+            match waitid(
+                Id::Pid(self.handle.pid),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+            ) {
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut reaped = self.handle.reaped.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = killpg(self.handle.pid, Signal::SIGKILL);
+        let status = self.child.wait()?;
+        *reaped = true;
+        Ok(status)
+    }
+}
+
+impl Handle {
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    /// Sends `signal` to the step's whole process group, unless it is over.
+    pub fn signal(&self, signal: Signal) {
+        let reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
+        if !*reaped {
+            let _ = killpg(self.pid, signal);
+        }
+    }
+}
+
+/// The exit code, or the signal that ended the process.
+pub fn status_parts(status: ExitStatus) -> (Option<i32>, Option<i32>) {
+    (status.code(), status.signal())
+}

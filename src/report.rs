@@ -1,0 +1,180 @@
+//! What a run tells the user while it works, behind the [`Progress`] trait so
+//! the scheduler does not care whether it talks to a terminal, a CI log or
+//! nobody.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+
+use crate::journal::Outcome;
+use crate::pipeline::{Pipeline, StepId};
+use crate::plan::{Plan, describe_outcome};
+use crate::scheduler::{NotRun, RunSummary};
+use crate::time::format_duration_ms;
+
+/// Receives what happens during a run.
+pub trait Progress {
+    fn plan(&mut self, pipeline: &Pipeline, plan: &Plan);
+    fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, log: &Path);
+    fn step_finished(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        attempt: u32,
+        outcome: &Outcome,
+        duration_ms: u64,
+        log: &Path,
+    );
+    /// The run received `signal`; `running` steps are being stopped.
+    fn interrupted(&mut self, signal: Signal, running: usize);
+    fn summary(&mut self, pipeline: &Pipeline, summary: &RunSummary);
+}
+
+/// Ignores everything; for library users who report on their own.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn plan(&mut self, _: &Pipeline, _: &Plan) {}
+    fn step_started(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Path) {}
+    fn step_finished(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Outcome, _: u64, _: &Path) {}
+    fn interrupted(&mut self, _: Signal, _: usize) {}
+    fn summary(&mut self, _: &Pipeline, _: &RunSummary) {}
+}
+
+/// Plain, append-only lines on stderr: readable in a terminal, a CI log or a
+/// file alike.
+pub struct Console {
+    out: io::Stderr,
+    /// Lines of a failed step's log to show.
+    pub tail_lines: usize,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            out: io::stderr(),
+            tail_lines: 20,
+        }
+    }
+}
+
+impl Progress for Console {
+    fn plan(&mut self, _: &Pipeline, plan: &Plan) {
+        let _ = writeln!(self.out, "{plan}");
+    }
+
+    fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, _: &Path) {
+        let name = &pipeline.step(id).name;
+        let _ = if attempt > 1 {
+            writeln!(self.out, "start  {name} (attempt {attempt})")
+        } else {
+            writeln!(self.out, "start  {name}")
+        };
+    }
+
+    fn step_finished(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        _: u32,
+        outcome: &Outcome,
+        ms: u64,
+        log: &Path,
+    ) {
+        let name = &pipeline.step(id).name;
+        let took = format_duration_ms(ms);
+        if outcome.ok() {
+            let _ = writeln!(self.out, "ok     {name} ({took})");
+            return;
+        }
+        let log_shown = display_path(log);
+        let _ = writeln!(
+            self.out,
+            "FAILED {name} ({}, {took}) - log: {}",
+            describe_outcome(outcome),
+            log_shown.display()
+        );
+        for line in tail(log, self.tail_lines) {
+            let _ = writeln!(self.out, "  | {line}");
+        }
+    }
+
+    fn interrupted(&mut self, signal: Signal, running: usize) {
+        let _ = writeln!(
+            self.out,
+            "stepwise: {signal}: stopping {running} running step{} (again to kill at once)",
+            if running == 1 { "" } else { "s" }
+        );
+    }
+
+    fn summary(&mut self, pipeline: &Pipeline, s: &RunSummary) {
+        let ran = s.succeeded.len() + s.failed.len();
+        let mut line = format!("{ran} ran");
+        if !s.failed.is_empty() {
+            line += &format!(" ({} failed)", s.failed.len());
+        }
+        line += &format!(", {} skipped as done", s.skipped);
+        if !s.not_run.is_empty() {
+            line += &format!(", {} not run", s.not_run.len());
+        }
+        let _ = writeln!(
+            self.out,
+            "{line} in {}",
+            format_duration_ms(s.elapsed.as_millis() as u64)
+        );
+        let name = |id: StepId| pipeline.step(id).name.as_str();
+        if !s.failed.is_empty() {
+            let names: Vec<&str> = s.failed.iter().map(|&id| name(id)).collect();
+            let _ = writeln!(self.out, "failed: {}", names.join(", "));
+        }
+        for &(id, why) in &s.not_run {
+            let _ = match why {
+                NotRun::NeedsFailed(f) => writeln!(
+                    self.out,
+                    "not run: {} (needs {}, which failed)",
+                    name(id),
+                    name(f)
+                ),
+                NotRun::Stopped if s.interrupted.is_some() => {
+                    writeln!(self.out, "not run: {} (the run was interrupted)", name(id))
+                }
+                NotRun::Stopped => writeln!(
+                    self.out,
+                    "not run: {} (stopped after a failure; --keep-going runs what does not need it)",
+                    name(id)
+                ),
+            };
+        }
+    }
+}
+
+/// The last `n` lines of a file, lossily decoded; empty if it cannot be read.
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(WINDOW);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0); // probably cut in the middle
+    }
+    let from = lines.len().saturating_sub(n);
+    lines[from..].iter().map(|l| l.to_string()).collect()
+}
+
+/// A path relative to the current dir when it is inside it, as people
+/// would type it.
+pub fn display_path(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+}
