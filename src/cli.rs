@@ -169,7 +169,7 @@ fn run(
             .or(pipeline.jobs)
             .unwrap_or_else(default_jobs),
         keep_going,
-        ..RunOptions::default()
+        kill_grace: pipeline.kill_grace,
     };
     let summary = execute(
         pipeline,

@@ -60,8 +60,9 @@ pub struct RunInfo {
     pub id: u64,
     pub started_at: Millis,
     pub pid: u32,
-    /// `None` if the runner was killed, or is still running.
-    pub ended: Option<(Millis, i32)>,
+    /// When it ended and its exit code (`None`: its runner died). `None`
+    /// while running, or if the runner died and no run closed it since.
+    pub ended: Option<(Millis, Option<i32>)>,
 }
 
 /// The folded journal.

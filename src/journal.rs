@@ -98,11 +98,13 @@ pub enum Record {
         at: Millis,
         attempts: Vec<(String, bool)>,
     },
-    /// A `run` ended normally (not killed) with this exit code.
+    /// A `run` ended with this exit code; `None` when its runner died
+    /// (killed, power cut) and a later run closed it after cleaning up what
+    /// it left running.
     RunFinished {
         run: u64,
         at: Millis,
-        exit_code: i32,
+        exit_code: Option<i32>,
     },
 }
 
@@ -207,7 +209,8 @@ impl Record {
             }
             Record::RunFinished { run, at, exit_code } => {
                 raw.event = "end".into();
-                (raw.run, raw.at, raw.exit_code) = (Some(*run), *at, Some(*exit_code));
+                (raw.run, raw.at, raw.exit_code) = (Some(*run), *at, *exit_code);
+                raw.reason = exit_code.is_none().then(|| "runner died".into());
             }
         }
         let mut line = serde_json::to_vec(&raw).expect("a record always serializes");
@@ -287,7 +290,7 @@ impl Record {
             "end" => Record::RunFinished {
                 run: need(raw.run, "run", event)?,
                 at,
-                exit_code: raw.exit_code.unwrap_or(0),
+                exit_code: raw.exit_code,
             },
             other => return Err(format!("unknown event `{other}`")),
         })
@@ -589,7 +592,12 @@ mod tests {
             Record::RunFinished {
                 run: 1,
                 at: 10,
-                exit_code: 1,
+                exit_code: Some(1),
+            },
+            Record::RunFinished {
+                run: 2,
+                at: 11,
+                exit_code: None,
             },
         ]
     }
@@ -643,7 +651,7 @@ mod tests {
             .append(&Record::RunFinished {
                 run: 1,
                 at: 2,
-                exit_code: 0,
+                exit_code: Some(0),
             })
             .unwrap();
         store.close().unwrap();

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -55,6 +56,9 @@ pub struct Pipeline {
     pub sync: SyncMode,
     /// `[pipeline] jobs`, when given.
     pub jobs: Option<usize>,
+    /// How long a step may take to stop after SIGTERM/SIGINT before it is
+    /// killed.
+    pub kill_grace: Duration,
     pub steps: Vec<Step>,
     index: HashMap<String, StepId>,
 }
@@ -70,6 +74,12 @@ pub struct Step {
     pub env: BTreeMap<String, String>,
     /// Direct dependencies, without duplicates, in the order listed.
     pub after: Vec<StepId>,
+    /// Stop the attempt after this long.
+    pub timeout: Option<Duration>,
+    /// Extra attempts after a failure, within one run.
+    pub retries: u32,
+    /// Wait before the first retry; doubles for each next one.
+    pub retry_delay: Duration,
     /// 1-based line of the step's table in the file.
     pub line: usize,
 }
@@ -233,8 +243,22 @@ impl Pipeline {
 }
 
 const TOP_KEYS: &[&str] = &["pipeline", "step"];
-const PIPELINE_KEYS: &[&str] = &["shell", "env", "sync", "jobs"];
-const STEP_KEYS: &[&str] = &["name", "run", "dir", "env", "after"];
+const PIPELINE_KEYS: &[&str] = &["shell", "env", "sync", "jobs", "kill_grace"];
+const STEP_KEYS: &[&str] = &[
+    "name",
+    "run",
+    "dir",
+    "env",
+    "after",
+    "timeout",
+    "retries",
+    "retry_delay",
+];
+
+/// The default of `[pipeline] kill_grace`.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
+/// The default of a step's `retry_delay`.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -249,6 +273,9 @@ struct RawStep {
     dir: Option<String>,
     env: BTreeMap<String, String>,
     after: Option<Vec<Spanned<String>>>,
+    timeout: Option<Duration>,
+    retries: u32,
+    retry_delay: Duration,
     span: Range<usize>,
 }
 
@@ -258,6 +285,7 @@ struct RawPipeline {
     env: BTreeMap<String, String>,
     sync: SyncMode,
     jobs: Option<usize>,
+    kill_grace: Option<Duration>,
     steps: Vec<RawStep>,
 }
 
@@ -379,6 +407,7 @@ impl Cx<'_> {
                         raw.jobs = Some(n);
                     }
                 }
+                "kill_grace" => raw.kill_grace = self.duration(value, "`kill_grace`"),
                 _ => {
                     self.unknown_key(key, PIPELINE_KEYS, "in [pipeline]");
                 }
@@ -393,6 +422,9 @@ impl Cx<'_> {
             dir: None,
             env: BTreeMap::new(),
             after: None,
+            timeout: None,
+            retries: 0,
+            retry_delay: DEFAULT_RETRY_DELAY,
             span: header_span(self.source, span),
         };
         // The name first, so every other message can say which step it is about.
@@ -440,6 +472,20 @@ impl Cx<'_> {
                 },
                 "env" => step.env = self.env_table(value, &format!("`env` {place}")),
                 "after" => step.after = self.string_list(value, "`after`"),
+                "timeout" => match self.duration(value, "`timeout`") {
+                    Some(d) if d.is_zero() => self.error(value.span(), format!("`timeout` must be longer than 0 {place}")),
+                    d => step.timeout = d,
+                },
+                "retries" => {
+                    if let Some(n) = self.count(value, "`retries`") {
+                        step.retries = n;
+                    }
+                }
+                "retry_delay" => {
+                    if let Some(d) = self.duration(value, "`retry_delay`") {
+                        step.retry_delay = d;
+                    }
+                }
                 _ => misspelt.extend(self.unknown_key(key, STEP_KEYS, &place)),
             }
         }
@@ -545,6 +591,47 @@ impl Cx<'_> {
         env
     }
 
+    fn duration(&mut self, value: &Value<'_>, what: &str) -> Option<Duration> {
+        let parsed = match value.get_ref() {
+            DeValue::String(text) => parse_duration(text),
+            DeValue::Integer(i) => Err(format!(
+                "a duration needs a unit, for example \"{}s\"",
+                i.as_str()
+            )),
+            other => Err(format!("found {}", other.type_str())),
+        };
+        match parsed {
+            Ok(d) => Some(d),
+            Err(why) => {
+                self.error_help(
+                    value.span(),
+                    format!("{what} must be a duration: {why}"),
+                    "write a number and a unit (ms, s, m, h), for example \"90s\", \"1.5m\" or \"1h30m\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, value: &Value<'_>, what: &str) -> Option<u32> {
+        let n = match value.get_ref() {
+            DeValue::Integer(i) => {
+                i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).ok()
+            }
+            _ => None,
+        };
+        match n.and_then(|n| u32::try_from(n).ok()).filter(|&n| n <= 1000) {
+            Some(n) => Some(n),
+            None => {
+                self.error(
+                    value.span(),
+                    format!("{what} must be a whole number from 0 to 1000"),
+                );
+                None
+            }
+        }
+    }
+
     fn positive_integer(&mut self, value: &Value<'_>, what: &str) -> Option<usize> {
         let n = match value.get_ref() {
             DeValue::Integer(i) => {
@@ -640,6 +727,9 @@ impl Cx<'_> {
                 dir: s.dir,
                 env: s.env,
                 after: deps.into_iter().map(|(d, _)| d).collect(),
+                timeout: s.timeout,
+                retries: s.retries,
+                retry_delay: s.retry_delay,
             })
             .collect();
         Pipeline {
@@ -649,6 +739,7 @@ impl Cx<'_> {
             env: raw.env,
             sync: raw.sync,
             jobs: raw.jobs,
+            kill_grace: raw.kill_grace.unwrap_or(DEFAULT_KILL_GRACE),
             steps,
             index,
         }
@@ -722,6 +813,51 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// Parses a humane duration: one or more `<number><unit>` with units `ms`,
+/// `s`, `m`, `h`, e.g. `90s`, `1.5m`, `1h30m`, `250ms`.
+///
+/// ```
+/// use std::time::Duration;
+/// use stepwise::pipeline::parse_duration;
+/// assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert!(parse_duration("90").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("it is empty".into());
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len]
+            .parse()
+            .map_err(|_| format!("`{text}` does not start with a number"))?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match rest[..unit_len].trim() {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(format!("`{text}` has no unit")),
+            unit => return Err(format!("unknown unit `{unit}`")),
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds;
+    }
+    if !total.is_finite() || total > 365.0 * 86_400.0 {
+        return Err(format!("`{text}` is longer than a year"));
+    }
+    Ok(Duration::from_secs_f64(total))
 }
 
 /// Why a step name is not acceptable, if it is not.
@@ -816,6 +952,33 @@ mod tests {
         assert_eq!(p.sync, SyncMode::Always);
         assert_eq!(p.jobs, Some(4));
         assert_eq!(p.step_dir(StepId(0)), Path::new("/p/work"));
+    }
+
+    #[test]
+    fn execution_settings() {
+        let p = parse(
+            r#"
+            [pipeline]
+            kill_grace = "2s"
+            [[step]]
+            name = "a"
+            run = "x"
+            timeout = "1m30s"
+            retries = 2
+            retry_delay = "250ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.kill_grace, Duration::from_secs(2));
+        assert_eq!(p.steps[0].timeout, Some(Duration::from_secs(90)));
+        assert_eq!(p.steps[0].retries, 2);
+        assert_eq!(p.steps[0].retry_delay, Duration::from_millis(250));
+        let e = first_error("[[step]]\nname = \"a\"\nrun = \"x\"\ntimeout = 90\n");
+        assert!(e.contains("needs a unit"), "{e}");
+        let e = first_error("[[step]]\nname = \"a\"\nrun = \"x\"\nretries = -1\n");
+        assert!(e.contains("whole number"), "{e}");
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("1.5.2s").is_err());
     }
 
     #[test]

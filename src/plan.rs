@@ -203,6 +203,15 @@ fn describe(
                     format_time(a.started_at)
                 ),
             ),
+            Some(f) if matches!(f.outcome, Outcome::Interrupted(_)) => (
+                State::Interrupted,
+                format!(
+                    "attempt {} was {} on {}",
+                    a.number,
+                    describe_outcome(&f.outcome),
+                    format_time(f.at)
+                ),
+            ),
             Some(_) => (State::Failed, failure_reason(a)),
         },
     }

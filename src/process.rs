@@ -153,3 +153,59 @@ impl Handle {
 pub fn status_parts(status: ExitStatus) -> (Option<i32>, Option<i32>) {
     (status.code(), status.signal())
 }
+
+/// The variable that ties a step process to its pipeline's state dir.
+pub const STATE_DIR_VAR: &str = "STEPWISE_STATE_DIR";
+/// The variable holding the run number of a step process.
+pub const RUN_VAR: &str = "STEPWISE_RUN";
+
+/// Kills processes that steps of the given runs of this state dir left
+/// running, because their runner died (kill -9, power loss of the runner's
+/// terminal...): the runner's death killed each step's main process, but not
+/// what that process had started. Such a process is recognised by the
+/// environment every step process inherits (`STEPWISE_STATE_DIR` and
+/// `STEPWISE_RUN`). Call this only while holding the state dir's lock: then
+/// no live run of this pipeline exists, so nothing legitimate is hit.
+///
+/// Returns the pids killed.
+pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let dir_entry = format!("{STATE_DIR_VAR}={}", state_dir.display());
+    let run_entries: Vec<String> = runs.iter().map(|r| format!("{RUN_VAR}={r}")).collect();
+    let me = std::process::id();
+    let Ok(proc_dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for entry in proc_dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Other users' processes are unreadable, and not ours to kill anyway.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let mut has_dir = false;
+        let mut has_run = false;
+        for var in environ.split(|&b| b == 0) {
+            has_dir |= var == dir_entry.as_bytes();
+            has_run |= run_entries.iter().any(|r| var == r.as_bytes());
+        }
+        if has_dir
+            && has_run
+            && nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
+        {
+            killed.push(pid);
+        }
+    }
+    killed
+}

@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
@@ -26,6 +27,18 @@ pub trait Progress {
         duration_ms: u64,
         log: &Path,
     );
+    /// Before starting: `pids` were left running by steps of earlier runs
+    /// whose runner was killed, and have been killed.
+    fn leftovers_killed(&mut self, pids: &[u32]);
+    /// Attempt failed; retry number `retry` of `retries` starts after `delay`.
+    fn retry_scheduled(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        retry: u32,
+        retries: u32,
+        delay: Duration,
+    );
     /// The run received `signal`; `running` steps are being stopped.
     fn interrupted(&mut self, signal: Signal, running: usize);
     fn summary(&mut self, pipeline: &Pipeline, summary: &RunSummary);
@@ -38,6 +51,8 @@ impl Progress for Silent {
     fn plan(&mut self, _: &Pipeline, _: &Plan) {}
     fn step_started(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Path) {}
     fn step_finished(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Outcome, _: u64, _: &Path) {}
+    fn leftovers_killed(&mut self, _: &[u32]) {}
+    fn retry_scheduled(&mut self, _: &Pipeline, _: StepId, _: u32, _: u32, _: Duration) {}
     fn interrupted(&mut self, _: Signal, _: usize) {}
     fn summary(&mut self, _: &Pipeline, _: &RunSummary) {}
 }
@@ -98,6 +113,33 @@ impl Progress for Console {
         for line in tail(log, self.tail_lines) {
             let _ = writeln!(self.out, "  | {line}");
         }
+    }
+
+    fn leftovers_killed(&mut self, pids: &[u32]) {
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            self.out,
+            "killed {} process{} that steps of a killed earlier run had left running (pid {})",
+            pids.len(),
+            if pids.len() == 1 { "" } else { "es" },
+            list.join(", ")
+        );
+    }
+
+    fn retry_scheduled(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        retry: u32,
+        retries: u32,
+        delay: Duration,
+    ) {
+        let _ = writeln!(
+            self.out,
+            "retry  {} in {} (retry {retry} of {retries})",
+            pipeline.step(id).name,
+            format_duration_ms(delay.as_millis() as u64)
+        );
     }
 
     fn interrupted(&mut self, signal: Signal, running: usize) {

@@ -4,14 +4,23 @@
 //! each running step has a small thread that only waits for its process and
 //! reports back over a channel, as do signals. So records never interleave,
 //! and a step's success is in the journal before anything that needs it
-//! starts.
+//! starts. Timers (timeouts, grace periods, retry delays) are deadlines the
+//! loop wakes up for.
 //!
-//! Failure policy: after a step fails, no new step starts (steps already
-//! running finish), unless `keep_going`, in which case every step that does
-//! not need a failed one still runs. On SIGINT/SIGTERM no new step starts,
-//! the signal is forwarded to every running step's process group, and what
-//! is still running after the grace period is killed; a second signal kills
-//! at once.
+//! The policy:
+//! - at most `jobs` steps run at once; among ready steps, the first in file
+//!   order starts first;
+//! - a failed attempt is retried `retries` times, after `retry_delay`,
+//!   doubling up to a minute (or `retry_delay`, if longer); a retry is part of
+//!   its step, so it still happens after another step failed;
+//! - after a step fails for good, no new step starts (running ones finish),
+//!   unless `keep_going`: then every step that does not need a failed one runs;
+//! - a step past its `timeout` gets SIGTERM, then SIGKILL after the grace
+//!   period, and its attempt is recorded as timed out;
+//! - on SIGINT, SIGTERM or SIGHUP nothing new starts (pending retries are
+//!   dropped), the signal is forwarded to every running step's process group,
+//!   what still runs after the grace period is killed, and the run ends with
+//!   128 + the signal number; a second signal kills at once.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -23,10 +32,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::error::{EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, IoContext, Result};
-use crate::journal::Store;
-use crate::journal::{Outcome, Record, now};
-use crate::pipeline::{Pipeline, StepId};
+use crate::error::{EXIT_FAILED, EXIT_OK, IoContext, Result};
+use crate::journal::{Outcome, Record, Store, now};
+use crate::pipeline::{DEFAULT_KILL_GRACE, Pipeline, StepId};
 use crate::plan::Plan;
 use crate::process::{self, Handle};
 use crate::report::Progress;
@@ -39,7 +47,7 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Keep starting steps that do not need a failed one.
     pub keep_going: bool,
-    /// How long a step may take to stop after SIGTERM/SIGINT before SIGKILL.
+    /// How long a step may take to stop after a signal before SIGKILL.
     pub kill_grace: Duration,
 }
 
@@ -48,7 +56,7 @@ impl Default for RunOptions {
         RunOptions {
             jobs: default_jobs(),
             keep_going: false,
-            kill_grace: Duration::from_secs(5),
+            kill_grace: DEFAULT_KILL_GRACE,
         }
     }
 }
@@ -56,6 +64,16 @@ impl Default for RunOptions {
 /// The number of CPUs, the default for `-j`.
 pub fn default_jobs() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The longest wait between retries, unless `retry_delay` itself is longer.
+const RETRY_DELAY_CAP: Duration = Duration::from_secs(60);
+
+/// The wait before retry number `retry` (1-based) of a step.
+pub fn retry_delay(base: Duration, retry: u32) -> Duration {
+    let cap = RETRY_DELAY_CAP.max(base);
+    base.saturating_mul(1u32 << (retry.saturating_sub(1)).min(20))
+        .min(cap)
 }
 
 /// Why a step that should have run did not.
@@ -79,16 +97,17 @@ pub struct RunSummary {
     pub not_run: Vec<(StepId, NotRun)>,
     /// The signal that stopped the run, if one did.
     pub interrupted: Option<Signal>,
+    /// Processes left over by a killed earlier run, killed before starting.
+    pub leftovers_killed: Vec<u32>,
     pub elapsed: Duration,
 }
 
 impl RunSummary {
     /// 0 when everything in scope is done, 1 when a step failed or did not
-    /// run, 130/143 when interrupted by SIGINT/SIGTERM.
+    /// run, 128 + the signal number when interrupted (130 for SIGINT, 143 for
+    /// SIGTERM).
     pub fn exit_code(&self) -> i32 {
         match self.interrupted {
-            Some(Signal::SIGINT) => EXIT_SIGINT,
-            Some(Signal::SIGTERM) => EXIT_SIGTERM,
             Some(sig) => 128 + sig as i32,
             None if self.failed.is_empty() && self.not_run.is_empty() => EXIT_OK,
             None => EXIT_FAILED,
@@ -110,6 +129,11 @@ struct Running {
     started: Instant,
     handle: Handle,
     log: PathBuf,
+    /// When its timeout expires.
+    deadline: Option<Instant>,
+    timed_out: bool,
+    /// When to SIGKILL it, once it has been asked to stop.
+    kill_at: Option<Instant>,
 }
 
 /// Runs every step the plan marks `Run`, recording each attempt in the
@@ -122,7 +146,10 @@ pub fn execute(
     progress: &mut dyn Progress,
     options: &RunOptions,
 ) -> Result<RunSummary> {
-    let started = Instant::now();
+    let leftovers_killed = close_dead_runs(state, writer)?;
+    if !leftovers_killed.is_empty() {
+        progress.leftovers_killed(&leftovers_killed);
+    }
     let run = writer.history.next_run();
     writer.record(Record::RunStarted {
         run,
@@ -132,246 +159,437 @@ pub fn execute(
     std::fs::create_dir_all(state.logs())
         .context(format!("cannot create {}", state.logs().display()))?;
 
-    let n = pipeline.steps.len();
-    let mut to_run = vec![false; n];
-    for id in plan.to_run() {
-        to_run[id.index()] = true;
-    }
-    let dependents = pipeline.dependents();
-    let mut waiting = vec![0usize; n];
-    let mut ready: BTreeSet<StepId> = BTreeSet::new();
-    for id in plan.to_run() {
-        waiting[id.index()] = pipeline
-            .step(id)
-            .after
-            .iter()
-            .filter(|d| to_run[d.index()])
-            .count();
-        if waiting[id.index()] == 0 {
-            ready.insert(id);
-        }
-    }
-
-    let mut summary = RunSummary {
-        run,
-        skipped: plan.done(),
-        succeeded: Vec::new(),
-        failed: Vec::new(),
-        not_run: Vec::new(),
-        interrupted: None,
-        elapsed: Duration::ZERO,
-    };
-    let mut finished = vec![false; n];
-    let mut blocked: Vec<Option<StepId>> = vec![None; n];
     let (tx, rx) = mpsc::channel::<Msg>();
     let signals = SignalForwarder::start(tx.clone())?;
-    let mut slots: Vec<Option<Running>> = Vec::new();
-    let mut running = 0usize;
-    let mut stopping = false;
-    let mut kill_at: Option<Instant> = None;
-    let jobs = options.jobs.max(1);
-
-    let result: Result<()> = (|| {
-        loop {
-            while !stopping && running < jobs {
-                let Some(id) = ready.pop_first() else { break };
-                let step = pipeline.step(id);
-                let attempt = writer
-                    .history
-                    .step(&step.name)
-                    .map_or(0, |h| h.attempts_started)
-                    + 1;
-                let log = state.log(&step.name, attempt);
-                writer.record(Record::AttemptStarted {
-                    run,
-                    step: step.name.clone(),
-                    attempt,
-                    at: now(),
-                })?;
-                progress.step_started(pipeline, id, attempt, &log);
-                let t0 = Instant::now();
-                match start(pipeline, id, attempt, run, &log) {
-                    Ok(proc) => {
-                        let handle = proc.handle();
-                        let slot = slots.iter().position(Option::is_none).unwrap_or_else(|| {
-                            slots.push(None);
-                            slots.len() - 1
-                        });
-                        slots[slot] = Some(Running {
-                            id,
-                            attempt,
-                            started: t0,
-                            handle,
-                            log,
-                        });
-                        running += 1;
-                        let tx = tx.clone();
-                        thread::spawn(move || {
-                            let status = proc.wait();
-                            let _ = tx.send(Msg::Exited { slot, status });
-                        });
-                    }
-                    Err(e) => {
-                        let outcome = Outcome::NotStarted(e.to_string());
-                        let _ = std::fs::write(
-                            &log,
-                            format!("stepwise: could not start the step: {e}\n"),
-                        );
-                        finish(
-                            pipeline, writer, progress, run, id, attempt, outcome, 0, &log,
-                        )?;
-                        on_failure(
-                            id,
-                            &mut summary,
-                            &mut blocked,
-                            &to_run,
-                            &dependents,
-                            options,
-                            &mut stopping,
-                        );
-                        finished[id.index()] = true;
-                    }
-                }
-            }
-            if running == 0 {
-                break;
-            }
-            let msg = match kill_at {
-                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(msg) => Some(msg),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
-                },
-                None => Some(rx.recv().expect("we hold a sender")),
-            };
-            match msg {
-                None => {
-                    // The grace period is over.
-                    for r in slots.iter().flatten() {
-                        r.handle.signal(Signal::SIGKILL);
-                    }
-                    kill_at = None;
-                }
-                Some(Msg::Signal(sig)) => {
-                    if summary.interrupted.is_some() {
-                        // A second signal: no more patience.
-                        for r in slots.iter().flatten() {
-                            r.handle.signal(Signal::SIGKILL);
-                        }
-                    } else {
-                        summary.interrupted = Some(sig);
-                        stopping = true;
-                        progress.interrupted(sig, running);
-                        for r in slots.iter().flatten() {
-                            r.handle.signal(sig);
-                        }
-                        kill_at = Some(Instant::now() + options.kill_grace);
-                    }
-                }
-                Some(Msg::Exited { slot, status }) => {
-                    let r = slots[slot].take().expect("a running slot");
-                    running -= 1;
-                    let duration_ms = r.started.elapsed().as_millis() as u64;
-                    let outcome = match status {
-                        Ok(status) => match process::status_parts(status) {
-                            (Some(0), _) => Outcome::Success,
-                            _ if summary.interrupted.is_some() => {
-                                Outcome::Interrupted(summary.interrupted.map_or(0, |s| s as i32))
-                            }
-                            (Some(code), _) => Outcome::Exited(code),
-                            (None, Some(sig)) => Outcome::Signaled(sig),
-                            (None, None) => Outcome::Exited(-1),
-                        },
-                        Err(e) => Outcome::NotStarted(format!("lost track of the process: {e}")),
-                    };
-                    let ok = outcome.ok();
-                    finish(
-                        pipeline,
-                        writer,
-                        progress,
-                        run,
-                        r.id,
-                        r.attempt,
-                        outcome,
-                        duration_ms,
-                        &r.log,
-                    )?;
-                    finished[r.id.index()] = true;
-                    if ok {
-                        summary.succeeded.push(r.id);
-                        for &d in &dependents[r.id.index()] {
-                            if to_run[d.index()] {
-                                waiting[d.index()] -= 1;
-                                if waiting[d.index()] == 0 && blocked[d.index()].is_none() {
-                                    ready.insert(d);
-                                }
-                            }
-                        }
-                    } else {
-                        on_failure(
-                            r.id,
-                            &mut summary,
-                            &mut blocked,
-                            &to_run,
-                            &dependents,
-                            options,
-                            &mut stopping,
-                        );
-                    }
-                }
-            }
-        }
-        Ok(())
-    })();
-
+    let mut s = Scheduler::new(
+        pipeline, plan, state, writer, progress, options, run, tx, rx,
+    );
+    s.summary.leftovers_killed = leftovers_killed;
+    let result = s.run();
     if result.is_err() {
-        // The journal cannot be written: stop everything we started, since
-        // we could not record how it ends.
-        for r in slots.iter().flatten() {
-            r.handle.signal(Signal::SIGKILL);
-        }
-        while running > 0 {
-            if let Ok(Msg::Exited { .. }) = rx.recv() {
-                running -= 1;
-            }
-        }
+        s.abandon();
     }
     signals.stop();
     result?;
-
-    for id in plan.to_run() {
-        if !finished[id.index()] {
-            let why = blocked[id.index()].map_or(NotRun::Stopped, NotRun::NeedsFailed);
-            summary.not_run.push((id, why));
-        }
-    }
-    summary.elapsed = started.elapsed();
+    let mut summary = s.finish();
+    summary.elapsed = s.started.elapsed();
     writer.record(Record::RunFinished {
         run,
         at: now(),
-        exit_code: summary.exit_code(),
+        exit_code: Some(summary.exit_code()),
     })?;
     writer.store.sync()?;
     Ok(summary)
 }
 
-fn start(
+/// Runs whose runner died left no `end` record: kill what their steps left
+/// running and close them, so this is done once.
+fn close_dead_runs(state: &StateDir, writer: &mut Writer) -> Result<Vec<u32>> {
+    let dead: Vec<u64> = writer
+        .history
+        .runs()
+        .iter()
+        .filter(|r| r.ended.is_none())
+        .map(|r| r.id)
+        .collect();
+    if dead.is_empty() {
+        return Ok(Vec::new());
+    }
+    let killed = process::kill_leftovers(&state_dir_abs(state), &dead);
+    for run in dead {
+        writer.record(Record::RunFinished {
+            run,
+            at: now(),
+            exit_code: None,
+        })?;
+    }
+    Ok(killed)
+}
+
+fn state_dir_abs(state: &StateDir) -> PathBuf {
+    std::path::absolute(state.path()).unwrap_or_else(|_| state.path().to_path_buf())
+}
+
+struct Scheduler<'a> {
+    pipeline: &'a Pipeline,
+    plan: &'a Plan,
+    state: &'a StateDir,
+    state_dir_var: String,
+    writer: &'a mut Writer,
+    progress: &'a mut dyn Progress,
+    options: &'a RunOptions,
+    run: u64,
+    started: Instant,
+
+    to_run: Vec<bool>,
+    dependents: Vec<Vec<StepId>>,
+    /// Dependencies still to succeed in this run, per step.
+    waiting: Vec<usize>,
+    ready: BTreeSet<StepId>,
+    /// Attempts made in this run, per step.
+    tries: Vec<u32>,
+    retries_due: Vec<(Instant, StepId)>,
+    finished: Vec<bool>,
+    /// The failed step that keeps a step from running.
+    blocked: Vec<Option<StepId>>,
+    slots: Vec<Option<Running>>,
+    running: usize,
+    stopping: bool,
+    /// SIGKILL everything still running at this instant (after a signal).
+    kill_all_at: Option<Instant>,
+
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    summary: RunSummary,
+}
+
+impl<'a> Scheduler<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        pipeline: &'a Pipeline,
+        plan: &'a Plan,
+        state: &'a StateDir,
+        writer: &'a mut Writer,
+        progress: &'a mut dyn Progress,
+        options: &'a RunOptions,
+        run: u64,
+        tx: mpsc::Sender<Msg>,
+        rx: mpsc::Receiver<Msg>,
+    ) -> Scheduler<'a> {
+        let n = pipeline.steps.len();
+        let mut to_run = vec![false; n];
+        for id in plan.to_run() {
+            to_run[id.index()] = true;
+        }
+        let mut waiting = vec![0usize; n];
+        let mut ready = BTreeSet::new();
+        for id in plan.to_run() {
+            waiting[id.index()] = pipeline
+                .step(id)
+                .after
+                .iter()
+                .filter(|d| to_run[d.index()])
+                .count();
+            if waiting[id.index()] == 0 {
+                ready.insert(id);
+            }
+        }
+        Scheduler {
+            pipeline,
+            plan,
+            state,
+            state_dir_var: state_dir_abs(state).display().to_string(),
+            writer,
+            progress,
+            options,
+            run,
+            started: Instant::now(),
+            to_run,
+            dependents: pipeline.dependents(),
+            waiting,
+            ready,
+            tries: vec![0; n],
+            retries_due: Vec::new(),
+            finished: vec![false; n],
+            blocked: vec![None; n],
+            slots: Vec::new(),
+            running: 0,
+            stopping: false,
+            kill_all_at: None,
+            tx,
+            rx,
+            summary: RunSummary {
+                run,
+                skipped: plan.done(),
+                succeeded: Vec::new(),
+                failed: Vec::new(),
+                not_run: Vec::new(),
+                interrupted: None,
+                leftovers_killed: Vec::new(),
+                elapsed: Duration::ZERO,
+            },
+        }
+    }
+
+    fn run(&mut self) -> Result<()> {
+        loop {
+            self.start_ready()?;
+            if self.running == 0 && self.retries_due.is_empty() {
+                return Ok(());
+            }
+            let msg = match self.next_wake() {
+                Some(at) => self
+                    .rx
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                    .ok(),
+                None => self.rx.recv().ok(),
+            };
+            match msg {
+                Some(Msg::Exited { slot, status }) => self.exited(slot, status)?,
+                Some(Msg::Signal(sig)) => self.signalled(sig),
+                None => {}
+            }
+            self.fire_timers();
+        }
+    }
+
+    fn start_ready(&mut self) -> Result<()> {
+        let jobs = self.options.jobs.max(1);
+        while !self.stopping && self.running < jobs {
+            let Some(id) = self.ready.pop_first() else {
+                break;
+            };
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, id: StepId) -> Result<()> {
+        let step = self.pipeline.step(id);
+        let attempt = self
+            .writer
+            .history
+            .step(&step.name)
+            .map_or(0, |h| h.attempts_started)
+            + 1;
+        self.tries[id.index()] += 1;
+        let log = self.state.log(&step.name, attempt);
+        self.writer.record(Record::AttemptStarted {
+            run: self.run,
+            step: step.name.clone(),
+            attempt,
+            at: now(),
+        })?;
+        self.progress.step_started(self.pipeline, id, attempt, &log);
+        let started = Instant::now();
+        match spawn_step(
+            self.pipeline,
+            id,
+            attempt,
+            self.run,
+            &self.state_dir_var,
+            &log,
+        ) {
+            Ok(proc) => {
+                let slot = self
+                    .slots
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or_else(|| {
+                        self.slots.push(None);
+                        self.slots.len() - 1
+                    });
+                self.slots[slot] = Some(Running {
+                    id,
+                    attempt,
+                    started,
+                    handle: proc.handle(),
+                    log,
+                    deadline: step.timeout.map(|t| started + t),
+                    timed_out: false,
+                    kill_at: None,
+                });
+                self.running += 1;
+                let tx = self.tx.clone();
+                thread::spawn(move || {
+                    let status = proc.wait();
+                    let _ = tx.send(Msg::Exited { slot, status });
+                });
+            }
+            Err(e) => {
+                let _ = std::fs::write(&log, format!("stepwise: could not start the step: {e}\n"));
+                self.ended(id, attempt, Outcome::NotStarted(e.to_string()), 0, &log)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn exited(&mut self, slot: usize, status: io::Result<ExitStatus>) -> Result<()> {
+        let Some(r) = self.slots[slot].take() else {
+            return Ok(());
+        };
+        self.running -= 1;
+        let duration_ms = r.started.elapsed().as_millis() as u64;
+        let outcome = match status {
+            Ok(status) => match process::status_parts(status) {
+                _ if r.timed_out => Outcome::TimedOut,
+                (Some(0), _) => Outcome::Success,
+                _ if self.summary.interrupted.is_some() => {
+                    Outcome::Interrupted(self.summary.interrupted.map_or(0, |s| s as i32))
+                }
+                (Some(code), _) => Outcome::Exited(code),
+                (None, Some(sig)) => Outcome::Signaled(sig),
+                (None, None) => Outcome::Exited(-1),
+            },
+            Err(e) => Outcome::NotStarted(format!("lost track of the process: {e}")),
+        };
+        self.ended(r.id, r.attempt, outcome, duration_ms, &r.log)
+    }
+
+    /// Records how an attempt ended and decides what follows from it.
+    fn ended(
+        &mut self,
+        id: StepId,
+        attempt: u32,
+        outcome: Outcome,
+        duration_ms: u64,
+        log: &Path,
+    ) -> Result<()> {
+        let step = self.pipeline.step(id);
+        self.writer.record(Record::AttemptFinished {
+            run: self.run,
+            step: step.name.clone(),
+            attempt,
+            at: now(),
+            duration_ms,
+            outcome: outcome.clone(),
+        })?;
+        self.progress
+            .step_finished(self.pipeline, id, attempt, &outcome, duration_ms, log);
+        if outcome.ok() {
+            self.finished[id.index()] = true;
+            self.summary.succeeded.push(id);
+            for i in 0..self.dependents[id.index()].len() {
+                let d = self.dependents[id.index()][i];
+                if self.to_run[d.index()] {
+                    self.waiting[d.index()] -= 1;
+                    if self.waiting[d.index()] == 0 && self.blocked[d.index()].is_none() {
+                        self.ready.insert(d);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let retry = self.tries[id.index()];
+        if retry <= step.retries && self.summary.interrupted.is_none() {
+            let delay = retry_delay(step.retry_delay, retry);
+            self.progress
+                .retry_scheduled(self.pipeline, id, retry, step.retries, delay);
+            self.retries_due.push((Instant::now() + delay, id));
+            return Ok(());
+        }
+        self.finished[id.index()] = true;
+        self.summary.failed.push(id);
+        if !self.options.keep_going {
+            self.stopping = true;
+        }
+        let mut stack = vec![id];
+        while let Some(s) = stack.pop() {
+            for &d in &self.dependents[s.index()] {
+                if self.to_run[d.index()] && self.blocked[d.index()].is_none() {
+                    self.blocked[d.index()] = Some(id);
+                    stack.push(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn signalled(&mut self, sig: Signal) {
+        if self.summary.interrupted.is_some() {
+            // A second signal: no more patience.
+            self.each_running(|r| r.handle.signal(Signal::SIGKILL));
+            return;
+        }
+        self.summary.interrupted = Some(sig);
+        self.stopping = true;
+        self.retries_due.clear();
+        self.progress.interrupted(sig, self.running);
+        self.each_running(|r| r.handle.signal(sig));
+        self.kill_all_at = Some(Instant::now() + self.options.kill_grace);
+    }
+
+    fn each_running(&mut self, mut f: impl FnMut(&mut Running)) {
+        for r in self.slots.iter_mut().flatten() {
+            f(r);
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let running = self
+            .slots
+            .iter()
+            .flatten()
+            .flat_map(|r| [r.kill_at, if r.timed_out { None } else { r.deadline }]);
+        let retries = self.retries_due.iter().map(|&(at, _)| Some(at));
+        running
+            .chain(retries)
+            .chain([self.kill_all_at])
+            .flatten()
+            .min()
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let grace = self.options.kill_grace;
+        for r in self.slots.iter_mut().flatten() {
+            if !r.timed_out && r.deadline.is_some_and(|d| d <= now) {
+                r.timed_out = true;
+                r.handle.signal(Signal::SIGTERM);
+                r.kill_at = Some(now + grace);
+            } else if r.kill_at.is_some_and(|k| k <= now) {
+                r.handle.signal(Signal::SIGKILL);
+                r.kill_at = None;
+            }
+        }
+        if self.kill_all_at.is_some_and(|k| k <= now) {
+            self.each_running(|r| r.handle.signal(Signal::SIGKILL));
+            self.kill_all_at = None;
+        }
+        let mut i = 0;
+        while i < self.retries_due.len() {
+            if self.retries_due[i].0 <= now {
+                let (_, id) = self.retries_due.swap_remove(i);
+                self.ready.insert(id);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The journal cannot be written: stop everything we started, since we
+    /// could not record how it ends.
+    fn abandon(&mut self) {
+        self.each_running(|r| r.handle.signal(Signal::SIGKILL));
+        while self.running > 0 {
+            match self.rx.recv() {
+                Ok(Msg::Exited { .. }) => self.running -= 1,
+                Ok(Msg::Signal(_)) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn finish(&mut self) -> RunSummary {
+        for id in self.plan.to_run() {
+            if !self.finished[id.index()] {
+                let why = self.blocked[id.index()].map_or(NotRun::Stopped, NotRun::NeedsFailed);
+                self.summary.not_run.push((id, why));
+            }
+        }
+        self.summary.clone()
+    }
+}
+
+fn spawn_step(
     pipeline: &Pipeline,
     id: StepId,
     attempt: u32,
     run: u64,
+    state_dir: &str,
     log: &Path,
 ) -> io::Result<process::Started> {
     let step = pipeline.step(id);
     let file = std::fs::File::create(log)?;
     let attempt = attempt.to_string();
     let run = run.to_string();
-    let mut env: Vec<(&str, &str)> = Vec::with_capacity(pipeline.env.len() + step.env.len() + 3);
+    let mut env: Vec<(&str, &str)> = Vec::with_capacity(pipeline.env.len() + step.env.len() + 4);
     env.extend(pipeline.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     env.extend(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     env.push(("STEPWISE_STEP", &step.name));
     env.push(("STEPWISE_ATTEMPT", &attempt));
-    env.push(("STEPWISE_RUN", &run));
+    env.push((process::RUN_VAR, &run));
+    env.push((process::STATE_DIR_VAR, state_dir));
     let dir = pipeline.step_dir(id);
     process::spawn(process::Spec {
         shell: &pipeline.shell,
@@ -382,56 +600,8 @@ fn start(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    pipeline: &Pipeline,
-    writer: &mut Writer,
-    progress: &mut dyn Progress,
-    run: u64,
-    id: StepId,
-    attempt: u32,
-    outcome: Outcome,
-    duration_ms: u64,
-    log: &Path,
-) -> Result<()> {
-    writer.record(Record::AttemptFinished {
-        run,
-        step: pipeline.step(id).name.clone(),
-        attempt,
-        at: now(),
-        duration_ms,
-        outcome: outcome.clone(),
-    })?;
-    progress.step_finished(pipeline, id, attempt, &outcome, duration_ms, log);
-    Ok(())
-}
-
-fn on_failure(
-    id: StepId,
-    summary: &mut RunSummary,
-    blocked: &mut [Option<StepId>],
-    to_run: &[bool],
-    dependents: &[Vec<StepId>],
-    options: &RunOptions,
-    stopping: &mut bool,
-) {
-    summary.failed.push(id);
-    if !options.keep_going {
-        *stopping = true;
-    }
-    let mut stack = vec![id];
-    while let Some(s) = stack.pop() {
-        for &d in &dependents[s.index()] {
-            if to_run[d.index()] && blocked[d.index()].is_none() {
-                blocked[d.index()] = Some(id);
-                stack.push(d);
-            }
-        }
-    }
-}
-
-/// Turns SIGINT and SIGTERM into messages for the scheduler while a run is
-/// going on.
+/// Turns SIGINT, SIGTERM and SIGHUP into messages for the scheduler while a
+/// run is going on.
 struct SignalForwarder {
     handle: signal_hook::iterator::Handle,
     thread: thread::JoinHandle<()>,
@@ -439,8 +609,8 @@ struct SignalForwarder {
 
 impl SignalForwarder {
     fn start(tx: mpsc::Sender<Msg>) -> Result<SignalForwarder> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
             .context("cannot install signal handlers")?;
         let handle = signals.handle();
         let thread = thread::spawn(move || {
@@ -458,5 +628,22 @@ impl SignalForwarder {
     fn stop(self) {
         self.handle.close();
         let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_a_cap() {
+        let base = Duration::from_secs(1);
+        let delays: Vec<u64> = (1..=8).map(|n| retry_delay(base, n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(
+            retry_delay(Duration::from_secs(120), 3),
+            Duration::from_secs(120)
+        );
+        assert_eq!(retry_delay(base, 1000), Duration::from_secs(60));
     }
 }

@@ -29,9 +29,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// `0.4s`, `12.0s`, `3m05s`, `2h01m` for a duration in milliseconds.
+/// `420ms`, `12.0s`, `3m05s`, `2h01m` for a duration in milliseconds.
 pub fn format_duration_ms(ms: u64) -> String {
-    if ms < 60_000 {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
         format!("{}.{}s", ms / 1000, ms % 1000 / 100)
     } else if ms < 3_600_000 {
         format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000)
@@ -49,7 +51,8 @@ mod tests {
         assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_time(1_795_972_910_000), "2026-11-29 17:21:50 UTC");
         assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(format_duration_ms(420), "0.4s");
+        assert_eq!(format_duration_ms(420), "420ms");
+        assert_eq!(format_duration_ms(1420), "1.4s");
         assert_eq!(format_duration_ms(185_000), "3m05s");
         assert_eq!(format_duration_ms(7_260_000), "2h01m");
     }
