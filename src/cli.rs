@@ -24,7 +24,7 @@ Exit codes:
   1    a step failed, or did not run because a step it needs failed
   2    usage error, invalid pipeline file, corrupt journal, bad import (nothing was run)
   3    another stepwise process is running this pipeline (it holds .stepwise/lock)
-  130  the run was interrupted by SIGINT (Ctrl-C); 143 by SIGTERM";
+  130  the run was interrupted by SIGINT (Ctrl-C); 143 by SIGTERM; 129 by SIGHUP";
 
 /// A resumable pipeline runner: runs the steps of stepwise.toml, and on the
 /// next run only what is not done yet.
