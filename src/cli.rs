@@ -22,7 +22,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    every step in scope is done
   1    a step failed, or did not run because a step it needs failed
-  2    usage error, invalid pipeline file, corrupt journal, bad import (nothing was run)
+  2    usage error, invalid pipeline file, corrupt journal, bad import (nothing was run),
+       or stepwise itself failed (e.g. the journal could not be written)
   3    another stepwise process is running this pipeline (it holds .stepwise/lock)
   130  the run was interrupted by SIGINT (Ctrl-C); 143 by SIGTERM; 129 by SIGHUP";
 
@@ -93,7 +94,8 @@ enum CheckpointCommand {
     Export,
     /// Record the attempts of a checkpoint file (`-` for stdin); an imported success counts as done
     Import {
-        #[arg(value_name = "FILE")]
+        // Not `file`: that id is taken by the global -f/--file.
+        #[arg(id = "checkpoint_file", value_name = "FILE")]
         file: PathBuf,
     },
 }
@@ -154,7 +156,7 @@ fn run(
 ) -> Result<i32> {
     let selected = pipeline.resolve(steps)?;
     let scope = pipeline.scope(&selected);
-    let mut writer = state.open_writer(pipeline.sync)?;
+    let mut writer = state.open_writer(pipeline.sync, "run")?;
     warn(&writer.warnings);
     let the_plan = plan(pipeline, &writer.history, &scope, None);
     let mut console = Console::default();
@@ -218,10 +220,10 @@ fn show_plan(pipeline: &Pipeline, state: &StateDir, steps: &[String], json: bool
         return Ok(EXIT_OK);
     }
     writeln!(out, "{the_plan}").context("cannot write to stdout")?;
-    if let Some(pid) = loaded.writer {
+    if let Some(holder) = &loaded.writer {
         writeln!(
             out,
-            "(a run is in progress in process {pid}; this is what it has recorded so far)"
+            "({holder} is working on this pipeline; this is what it has recorded so far)"
         )
         .context("cannot write to stdout")?;
     }
@@ -296,7 +298,7 @@ fn status(pipeline: &Pipeline, state: &StateDir, json: bool) -> Result<i32> {
                 })
             })
             .collect();
-        let doc = json!({ "version": 1, "running": loaded.writer, "steps": steps });
+        let doc = json!({ "version": 1, "running": loaded.writer.as_ref().map(|h| h.pid), "steps": steps });
         writeln!(out, "{doc}").context("cannot write to stdout")?;
         return Ok(EXIT_OK);
     }
@@ -348,8 +350,8 @@ fn status(pipeline: &Pipeline, state: &StateDir, json: bool) -> Result<i32> {
             *w = (*w).max(cell.chars().count());
         }
     }
-    if let Some(pid) = loaded.writer {
-        writeln!(out, "a run is in progress in process {pid}").context("cannot write to stdout")?;
+    if let Some(holder) = &loaded.writer {
+        writeln!(out, "{holder} is working on this pipeline").context("cannot write to stdout")?;
     }
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
@@ -369,6 +371,7 @@ fn log(pipeline: &Pipeline, state: &StateDir, step: &str) -> Result<i32> {
     let id = pipeline.resolve(&[step.to_string()])?[0];
     let name = &pipeline.step(id).name;
     let loaded = state.load()?;
+    warn(&loaded.warnings);
     let Some(a) = loaded.history.step(name).and_then(|h| h.last.as_ref()) else {
         return Err(Error::usage_with_help(
             format!("step `{name}` has no recorded attempt, so no log"),
@@ -389,7 +392,7 @@ fn log(pipeline: &Pipeline, state: &StateDir, step: &str) -> Result<i32> {
 
 fn forget(pipeline: &Pipeline, state: &StateDir, steps: &[String], all: bool) -> Result<i32> {
     let ids = pipeline.resolve(steps)?;
-    let mut writer = state.open_writer(pipeline.sync)?;
+    let mut writer = state.open_writer(pipeline.sync, "forget")?;
     warn(&writer.warnings);
     let names: Vec<String> = ids
         .iter()
@@ -414,7 +417,8 @@ fn forget(pipeline: &Pipeline, state: &StateDir, steps: &[String], all: bool) ->
 
 fn export(state: &StateDir) -> Result<i32> {
     let mut records = Vec::new();
-    journal::read_file(&state.journal(), &mut |r| records.push(r))?;
+    let (_, warnings) = state.read(&mut |r| records.push(r))?;
+    warn(&warnings);
     let text = format_checkpoint(&export_checkpoint(records));
     std::io::stdout()
         .lock()
@@ -450,7 +454,7 @@ fn import(pipeline: &Pipeline, state: &StateDir, file: &Path) -> Result<i32> {
         .collect();
     unknown.sort_unstable();
     unknown.dedup();
-    let mut writer = state.open_writer(pipeline.sync)?;
+    let mut writer = state.open_writer(pipeline.sync, "checkpoint import")?;
     warn(&writer.warnings);
     for name in &unknown {
         eprintln!(

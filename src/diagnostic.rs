@@ -96,6 +96,7 @@ impl fmt::Display for Diagnostic {
         if let Some(loc) = &self.location {
             let gutter = loc.line.to_string().len();
             let pad = " ".repeat(gutter);
+            let (text, caret_at, width) = excerpt(&loc.line_text, loc.column - 1, loc.width);
             write!(
                 f,
                 "\n{pad}--> {}:{}:{}\n{pad} |\n{} | {}\n{pad} | {}{}",
@@ -103,9 +104,9 @@ impl fmt::Display for Diagnostic {
                 loc.line,
                 loc.column,
                 loc.line,
-                loc.line_text,
-                " ".repeat(loc.column - 1),
-                "^".repeat(loc.width)
+                text,
+                " ".repeat(caret_at),
+                "^".repeat(width)
             )?;
             if let Some(help) = &self.help {
                 write!(f, "\n{pad} = help: {help}")?;
@@ -115,6 +116,35 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// The part of a line to show, with tabs expanded so the caret lines up, and
+/// cut to a window around the problem when the line is long; returns the
+/// text, the caret's offset in it and the caret's width.
+fn excerpt(line: &str, column: usize, width: usize) -> (String, usize, usize) {
+    const MAX: usize = 100;
+    let chars: Vec<char> = line
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { c })
+        .collect();
+    let (mut from, mut to) = (0, chars.len());
+    if chars.len() > MAX {
+        from = column
+            .saturating_sub(MAX / 2)
+            .min(chars.len().saturating_sub(MAX));
+        to = (from + MAX).min(chars.len());
+    }
+    let mut text: String = chars[from..to].iter().collect();
+    let mut caret = column.saturating_sub(from);
+    if from > 0 {
+        text.insert_str(0, "...");
+        caret += 3;
+    }
+    if to < chars.len() {
+        text.push_str("...");
+    }
+    let width = width.min(to.saturating_sub(column).max(1));
+    (text, caret, width)
 }
 
 /// The closest candidate to `word` if it is close enough to be a likely typo.
@@ -173,6 +203,19 @@ mod tests {
         let src = "é";
         let loc = Location::from_span(Path::new("f"), src, 1..99);
         assert_eq!((loc.line, loc.column), (1, 1));
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_problem() {
+        let long = format!("x = \"{}\" # bad", "a".repeat(5000));
+        let d = Diagnostic::new("m").at(Path::new("f"), &long, 5005..5006);
+        let text = d.to_string();
+        assert!(text.len() < 400, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        let caret = lines.iter().find(|l| l.contains('^')).unwrap();
+        let shown = lines[3];
+        let at = caret.find('^').unwrap();
+        assert_eq!(&shown[at..at + 1], "\"", "{text}");
     }
 
     #[test]

@@ -45,13 +45,28 @@ pub enum Error {
         help: String,
     },
 
+    /// The journal was written by a newer stepwise.
+    #[error(
+        "error: the journal {} was written by a newer stepwise (line {line} is in format {version}; this stepwise reads format {})\n  = help: upgrade stepwise to use this pipeline; nothing was run or changed",
+        path.display(),
+        crate::journal::FORMAT_VERSION
+    )]
+    NewerJournal {
+        path: PathBuf,
+        line: usize,
+        version: u32,
+    },
+
     /// Another process holds the lock of the state dir.
     #[error(
-        "error: the pipeline is already running{} (lock {})\n  = help: wait for it to finish, or stop it; the lock is released the moment that process ends",
-        holder.map(|p| format!(" in process {p}")).unwrap_or_default(),
+        "error: the pipeline is already running: {} holds its lock {}\n  = help: wait for it to finish, or stop it; the lock is released the moment that process ends",
+        holder.as_ref().map_or_else(|| "another process".to_string(), |h| h.to_string()),
         path.display()
     )]
-    Locked { path: PathBuf, holder: Option<u32> },
+    Locked {
+        path: PathBuf,
+        holder: Option<crate::lock::Holder>,
+    },
 
     /// An operating-system call failed; `context` says what stepwise was doing.
     #[error("error: {context}: {source}")]

@@ -17,9 +17,9 @@ use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -219,15 +219,31 @@ impl Record {
     }
 
     /// Parses one journal line (without its newline).
-    pub fn from_line(line: &[u8]) -> std::result::Result<Record, String> {
-        let raw: Raw<'_> =
-            serde_json::from_slice(line).map_err(|e| format!("not a journal record ({e})"))?;
+    pub fn from_line(line: &[u8]) -> std::result::Result<Record, RecordError> {
+        let raw: Raw<'_> = match serde_json::from_slice(line) {
+            Ok(raw) => raw,
+            Err(e) => {
+                // Tell a record of a newer format apart from garbage before
+                // complaining about its fields.
+                #[derive(Deserialize)]
+                struct Version {
+                    v: u32,
+                }
+                if let Ok(Version { v }) = serde_json::from_slice(line)
+                    && v > FORMAT_VERSION
+                {
+                    return Err(RecordError::Newer { version: v });
+                }
+                return Err(RecordError::Bad(format!("not a journal record ({e})")));
+            }
+        };
         if raw.v > FORMAT_VERSION {
-            return Err(format!(
-                "written by a newer stepwise (journal format {}, this stepwise reads format {FORMAT_VERSION})",
-                raw.v
-            ));
+            return Err(RecordError::Newer { version: raw.v });
         }
+        Record::from_raw(raw).map_err(RecordError::Bad)
+    }
+
+    fn from_raw(raw: Raw<'_>) -> std::result::Result<Record, String> {
         if raw.v == 0 {
             return Err("unknown journal format 0".into());
         }
@@ -297,15 +313,27 @@ impl Record {
     }
 }
 
+/// Why a line is not a record this stepwise can use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// Written by a newer stepwise, in this format version.
+    Newer { version: u32 },
+    /// Not a record at all, or a malformed one.
+    Bad(String),
+}
+
 /// What reading a journal found besides its records.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReadReport {
     /// Number of records read.
     pub records: usize,
-    /// Byte length of the whole lines; anything after is a torn tail.
+    /// Byte length of the whole records; anything after is a torn tail.
     pub valid_len: u64,
     /// The 1-based line number of a torn last line, if there is one.
     pub torn_line: Option<usize>,
+    /// Lines of zero bytes skipped: debris some filesystems leave where a
+    /// crash caught data not yet written.
+    pub zero_lines: Vec<usize>,
 }
 
 /// Where events are stored. The planner never sees this: it works on the
@@ -339,37 +367,58 @@ pub fn read_bytes(path: &Path, bytes: &[u8], visit: &mut dyn FnMut(Record)) -> R
     let mut line_no = 0;
     while pos < bytes.len() {
         line_no += 1;
-        let Some(len) = bytes[pos..].iter().position(|&b| b == b'\n') else {
-            report.torn_line = Some(line_no);
-            break;
+        let (line, complete) = match bytes[pos..].iter().position(|&b| b == b'\n') {
+            Some(len) => (&bytes[pos..pos + len], true),
+            None => (&bytes[pos..], false),
         };
-        let line = &bytes[pos..pos + len];
-        pos += len + 1;
-        report.valid_len = pos as u64;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let next = pos + line.len() + usize::from(complete);
+        // A crash can leave zero bytes where data was not yet written; a line
+        // of them is not a record, and never something a user wrote.
+        let zeros = line.iter().take_while(|&&b| b == 0).count();
+        let record = &line[zeros..];
+        if record.iter().all(u8::is_ascii_whitespace) {
+            if zeros > 0 {
+                report.zero_lines.push(line_no);
+            }
+            pos = next;
+            if complete {
+                report.valid_len = pos as u64;
+            } else if zeros > 0 {
+                report.torn_line = Some(line_no);
+            }
             continue;
         }
-        match Record::from_line(line) {
-            Ok(record) => {
+        match Record::from_line(record) {
+            Ok(rec) => {
+                // A last line without its newline is fine if it is a whole
+                // record (a hand edit, or a crash between the record and its
+                // newline); the next writer adds the newline.
                 report.records += 1;
-                visit(record);
+                report.valid_len = next as u64;
+                visit(rec);
             }
-            Err(message) => {
-                let newer = message.starts_with("written by a newer");
+            Err(_) if !complete => {
+                report.torn_line = Some(line_no);
+            }
+            Err(RecordError::Newer { version }) => {
+                return Err(Error::NewerJournal {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    version,
+                });
+            }
+            Err(RecordError::Bad(message)) => {
                 return Err(Error::CorruptJournal {
                     path: path.to_path_buf(),
                     line: line_no,
                     message,
-                    help: if newer {
-                        "upgrade stepwise to read this journal; nothing was changed".into()
-                    } else {
-                        format!(
-                            "nothing was run or changed; repair line {line_no} by hand or move the journal aside (keep a copy: it is the record of what is done)"
-                        )
-                    },
+                    help: format!(
+                        "nothing was run or changed; repair line {line_no} by hand or move the journal aside (keep a copy: it is the record of what is done)"
+                    ),
                 });
             }
         }
+        pos = next;
     }
     Ok(report)
 }
@@ -379,7 +428,14 @@ pub struct JsonlStore {
     path: PathBuf,
     file: Arc<File>,
     mode: SyncMode,
+    /// Length of the file up to the last whole record we know of: a failed
+    /// append is cut back to it, so a record is never glued to debris.
+    len: u64,
     dirty: Arc<AtomicBool>,
+    /// The first write or sync error. An fsync error is reported only once by
+    /// the kernel, so it is kept here and every later call fails with it:
+    /// we never carry on as if records were safe when they may not be.
+    failed: Arc<Mutex<Option<String>>>,
     /// Dropping this stops the group-commit thread, which then syncs once more.
     stop: Option<mpsc::Sender<()>>,
     committer: Option<thread::JoinHandle<()>>,
@@ -390,8 +446,9 @@ const GROUP_COMMIT_INTERVAL: Duration = Duration::from_millis(1000);
 
 impl JsonlStore {
     /// Opens (creating if needed) the journal for appending. The caller must
-    /// hold the state dir's lock. A torn last line is cut off here, so new
-    /// records start on a line of their own.
+    /// hold the state dir's lock. A torn last line is cut off here (a whole
+    /// last record missing its newline gets one), so new records start on a
+    /// line of their own.
     pub fn open(path: &Path, mode: SyncMode) -> Result<JsonlStore> {
         let created = !path.exists();
         let file = OpenOptions::new()
@@ -407,11 +464,13 @@ impl JsonlStore {
             path: path.to_path_buf(),
             file: Arc::new(file),
             mode,
+            len: 0,
             dirty: Arc::new(AtomicBool::new(false)),
+            failed: Arc::new(Mutex::new(None)),
             stop: None,
             committer: None,
         };
-        store.cut_torn_tail()?;
+        store.mend_tail()?;
         if mode == SyncMode::Batched {
             store.start_group_commit();
         }
@@ -422,15 +481,26 @@ impl JsonlStore {
         &self.path
     }
 
-    fn cut_torn_tail(&mut self) -> Result<()> {
+    fn mend_tail(&mut self) -> Result<()> {
         let bytes = std::fs::read(&self.path)
             .context(format!("cannot read the journal {}", self.path.display()))?;
-        let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if keep < bytes.len() {
-            self.file.set_len(keep as u64).context(format!(
+        let report = read_bytes(&self.path, &bytes, &mut |_| {})?;
+        let whole = report.valid_len as usize;
+        if whole < bytes.len() {
+            self.file.set_len(whole as u64).context(format!(
                 "cannot cut the torn last line of {}",
                 self.path.display()
             ))?;
+        }
+        self.len = whole as u64;
+        if whole > 0 && bytes[whole - 1] != b'\n' {
+            (&*self.file).write_all(b"\n").context(format!(
+                "cannot append to the journal {}",
+                self.path.display()
+            ))?;
+            self.len += 1;
+        }
+        if self.len != bytes.len() as u64 {
             self.file.sync_all().context("cannot sync the journal")?;
         }
         Ok(())
@@ -440,6 +510,7 @@ impl JsonlStore {
         let (tx, rx) = mpsc::channel::<()>();
         let file = Arc::clone(&self.file);
         let dirty = Arc::clone(&self.dirty);
+        let failed = Arc::clone(&self.failed);
         self.stop = Some(tx);
         self.committer = Some(thread::spawn(move || {
             loop {
@@ -447,17 +518,36 @@ impl JsonlStore {
                     rx.recv_timeout(GROUP_COMMIT_INTERVAL),
                     Err(mpsc::RecvTimeoutError::Timeout)
                 );
-                if dirty.swap(false, Ordering::AcqRel) {
-                    // An error here resurfaces at the final sync in `close`.
-                    if file.sync_data().is_err() {
-                        dirty.store(true, Ordering::Release);
-                    }
+                if dirty.swap(false, Ordering::AcqRel)
+                    && let Err(e) = file.sync_data()
+                {
+                    let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+                    failed.get_or_insert_with(|| format!("cannot sync the journal: {e}"));
                 }
                 if stopping {
                     return;
                 }
             }
         }));
+    }
+
+    fn check(&self) -> Result<()> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match &*failed {
+            None => Ok(()),
+            Some(why) => Err(Error::Io {
+                context: format!(
+                    "the journal {} cannot be trusted any more",
+                    self.path.display()
+                ),
+                source: std::io::Error::other(why.clone()),
+            }),
+        }
+    }
+
+    fn fail(&self, why: String) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.get_or_insert(why);
     }
 
     /// Syncs and closes; unlike dropping, reports a failed final sync.
@@ -480,25 +570,42 @@ impl Store for JsonlStore {
     }
 
     fn append(&mut self, record: &Record) -> Result<()> {
+        self.check()?;
         let line = record.to_line();
         // One write of the whole line: `write_all` only loops on a short
         // write, which regular files do not do short of a full disk.
-        (&*self.file).write_all(&line).context(format!(
-            "cannot append to the journal {}",
-            self.path.display()
-        ))?;
+        if let Err(e) = (&*self.file).write_all(&line) {
+            // Cut back whatever part reached the file, so the journal still
+            // ends with a whole record, and refuse to go on.
+            let _ = self.file.set_len(self.len);
+            self.fail(format!("cannot append to it: {e}"));
+            return Err(e).context(format!(
+                "cannot append to the journal {}",
+                self.path.display()
+            ));
+        }
+        self.len += line.len() as u64;
         match self.mode {
-            SyncMode::Always => self.file.sync_data().context("cannot sync the journal")?,
+            SyncMode::Always => {
+                if let Err(e) = self.file.sync_data() {
+                    self.fail(format!("cannot sync it: {e}"));
+                    return Err(e)
+                        .context(format!("cannot sync the journal {}", self.path.display()));
+                }
+            }
             SyncMode::Batched => self.dirty.store(true, Ordering::Release),
         }
         Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {
+        self.check()?;
         self.dirty.store(false, Ordering::Release);
-        self.file
-            .sync_data()
-            .context(format!("cannot sync the journal {}", self.path.display()))
+        if let Err(e) = self.file.sync_data() {
+            self.fail(format!("cannot sync it: {e}"));
+            return Err(e).context(format!("cannot sync the journal {}", self.path.display()));
+        }
+        Ok(())
     }
 }
 
@@ -634,7 +741,9 @@ mod tests {
     #[test]
     fn a_newer_format_is_refused() {
         let err = Record::from_line(b"{\"v\":2,\"event\":\"run\",\"run\":1,\"at\":1}").unwrap_err();
-        assert!(err.contains("newer stepwise"), "{err}");
+        assert_eq!(err, RecordError::Newer { version: 2 });
+        let err = Record::from_line(b"{\"v\":3,\"event\":\"new kind\",\"stuff\":[1]}").unwrap_err();
+        assert_eq!(err, RecordError::Newer { version: 3 });
     }
 
     #[test]

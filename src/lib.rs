@@ -12,6 +12,8 @@
 //! - [`pipeline`]: the pipeline file, parsed and validated
 //! - [`journal`]: the append-only record of attempts, and its durability
 //! - [`history`]: what the journal says about each step
+//! - [`fingerprint`], [`hash`] and [`workspace`]: what defines a step, and
+//!   what the files on disk say about it
 //! - [`plan`]: which steps run and why
 //! - [`scheduler`] and [`process`]: running steps along the graph
 //! - [`state_dir`] and [`lock`]: the `.stepwise/` folder and its one writer
@@ -22,6 +24,8 @@ pub mod checkpoint;
 pub mod cli;
 pub mod diagnostic;
 pub mod error;
+pub mod fingerprint;
+pub mod hash;
 pub mod history;
 pub mod journal;
 pub mod lock;
@@ -32,6 +36,7 @@ pub mod report;
 pub mod scheduler;
 pub mod state_dir;
 pub mod time;
+pub mod workspace;
 
 pub use checkpoint::{ResumePlan, resume_from_checkpoint};
 pub use error::{Error, Result};

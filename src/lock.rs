@@ -43,8 +43,9 @@ fn whole_file(kind: libc::c_short) -> libc::flock {
 }
 
 impl StateLock {
-    /// Takes the lock or fails at once with [`Error::Locked`].
-    pub fn acquire(path: &Path) -> Result<StateLock> {
+    /// Takes the lock or fails at once with [`Error::Locked`]. `command`
+    /// (`"run"`, `"forget"`...) is recorded for the message others get.
+    pub fn acquire(path: &Path, command: &str) -> Result<StateLock> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -58,7 +59,7 @@ impl StateLock {
             Err(Errno::EAGAIN | Errno::EACCES) => {
                 return Err(Error::Locked {
                     path: path.to_path_buf(),
-                    holder: read_pid(&mut file),
+                    holder: read_holder(&mut file),
                 });
             }
             Err(e) => {
@@ -66,10 +67,10 @@ impl StateLock {
                     .context(format!("cannot lock {}", path.display()));
             }
         }
-        // Best effort: the pid is only for messages.
+        // Best effort: this is only for messages.
         let _ = file.set_len(0);
         let _ = file.rewind();
-        let _ = writeln!(file, "{}", std::process::id());
+        let _ = write!(file, "{}\n{command}\n", std::process::id());
         Ok(StateLock {
             _file: file,
             path: path.to_path_buf(),
@@ -81,24 +82,51 @@ impl StateLock {
     }
 
     /// Whether some process holds the lock at `path` right now, without
-    /// taking it. `Some(pid)` when it does (pid 0 when unknown).
-    pub fn holder(path: &Path) -> Option<u32> {
+    /// taking it, and which.
+    pub fn holder(path: &Path) -> Option<Holder> {
         let mut file = File::open(path).ok()?;
         let mut fl = whole_file(libc::F_WRLCK as libc::c_short);
         fcntl(file.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)).ok()?;
         if fl.l_type == libc::F_UNLCK as libc::c_short {
             None
         } else {
-            Some(read_pid(&mut file).unwrap_or(0))
+            Some(read_holder(&mut file).unwrap_or_default())
         }
     }
 }
 
-fn read_pid(file: &mut File) -> Option<u32> {
+/// Who holds a lock, as far as it wrote down (a holder that just took the
+/// lock may not have yet).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: Option<u32>,
+    /// The stepwise command it runs: `run`, `forget`, ...
+    pub command: Option<String>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.pid, &self.command) {
+            (Some(pid), Some(cmd)) => write!(f, "process {pid} (`stepwise {cmd}`)"),
+            (Some(pid), None) => write!(f, "process {pid}"),
+            (None, Some(cmd)) => write!(f, "`stepwise {cmd}`"),
+            (None, None) => write!(f, "another process"),
+        }
+    }
+}
+
+fn read_holder(file: &mut File) -> Option<Holder> {
     let mut text = String::new();
     file.rewind().ok()?;
     file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    let mut lines = text.lines();
+    Some(Holder {
+        pid: lines.next().and_then(|l| l.trim().parse().ok()),
+        command: lines
+            .next()
+            .map(|l| l.trim().to_string())
+            .filter(|c| !c.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -109,14 +137,18 @@ mod tests {
     fn a_second_holder_is_refused_even_in_the_same_process() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
-        let first = StateLock::acquire(&path).unwrap();
-        assert_eq!(StateLock::holder(&path), Some(std::process::id()));
-        match StateLock::acquire(&path) {
-            Err(Error::Locked { holder, .. }) => assert_eq!(holder, Some(std::process::id())),
+        let first = StateLock::acquire(&path, "run").unwrap();
+        let me = Holder {
+            pid: Some(std::process::id()),
+            command: Some("run".into()),
+        };
+        assert_eq!(StateLock::holder(&path), Some(me.clone()));
+        match StateLock::acquire(&path, "forget") {
+            Err(Error::Locked { holder, .. }) => assert_eq!(holder, Some(me)),
             other => panic!("expected Locked, got {other:?}"),
         }
         drop(first);
         assert_eq!(StateLock::holder(&path), None);
-        StateLock::acquire(&path).unwrap();
+        StateLock::acquire(&path, "run").unwrap();
     }
 }

@@ -74,6 +74,14 @@ pub struct Step {
     pub env: BTreeMap<String, String>,
     /// Direct dependencies, without duplicates, in the order listed.
     pub after: Vec<StepId>,
+    /// Files, folders or glob patterns whose content the step reads,
+    /// relative to its dir.
+    pub inputs: Vec<String>,
+    /// Files or folders the step writes, relative to its dir; checked to stay
+    /// inside the pipeline's folder.
+    pub outputs: Vec<String>,
+    /// Keep the outputs of a failed attempt instead of removing them.
+    pub keep_failed_outputs: bool,
     /// Stop the attempt after this long.
     pub timeout: Option<Duration>,
     /// Extra attempts after a failure, within one run.
@@ -222,6 +230,26 @@ impl Pipeline {
         in_scope
     }
 
+    /// Every step, each after all the steps it needs; among steps free to go
+    /// at the same time, file order.
+    pub fn topological_order(&self) -> Vec<StepId> {
+        let dependents = self.dependents();
+        let mut waiting: Vec<usize> = self.steps.iter().map(|s| s.after.len()).collect();
+        let mut ready: std::collections::BTreeSet<StepId> =
+            self.ids().filter(|id| waiting[id.index()] == 0).collect();
+        let mut order = Vec::with_capacity(self.steps.len());
+        while let Some(id) = ready.pop_first() {
+            order.push(id);
+            for &d in &dependents[id.index()] {
+                waiting[d.index()] -= 1;
+                if waiting[d.index()] == 0 {
+                    ready.insert(d);
+                }
+            }
+        }
+        order
+    }
+
     /// For each step, the steps that depend on it directly.
     pub fn dependents(&self) -> Vec<Vec<StepId>> {
         let mut out = vec![Vec::new(); self.steps.len()];
@@ -231,6 +259,16 @@ impl Pipeline {
             }
         }
         out
+    }
+
+    /// The absolute paths of a step's declared outputs (validated to lie
+    /// inside [`Pipeline::root`]).
+    pub fn output_paths(&self, id: StepId) -> Vec<PathBuf> {
+        let step = self.step(id);
+        step.outputs
+            .iter()
+            .filter_map(|o| inside_root(&self.root, step.dir.as_deref(), o).ok())
+            .collect()
     }
 
     /// The folder a step runs in.
@@ -250,6 +288,9 @@ const STEP_KEYS: &[&str] = &[
     "dir",
     "env",
     "after",
+    "inputs",
+    "outputs",
+    "keep_failed_outputs",
     "timeout",
     "retries",
     "retry_delay",
@@ -273,6 +314,9 @@ struct RawStep {
     dir: Option<String>,
     env: BTreeMap<String, String>,
     after: Option<Vec<Spanned<String>>>,
+    inputs: Vec<String>,
+    outputs: Vec<Spanned<String>>,
+    keep_failed_outputs: bool,
     timeout: Option<Duration>,
     retries: u32,
     retry_delay: Duration,
@@ -422,6 +466,9 @@ impl Cx<'_> {
             dir: None,
             env: BTreeMap::new(),
             after: None,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            keep_failed_outputs: false,
             timeout: None,
             retries: 0,
             retry_delay: DEFAULT_RETRY_DELAY,
@@ -447,7 +494,7 @@ impl Cx<'_> {
                             step.name = Some(Spanned::new(value.span(), name.to_string()));
                         }
                     }
-                    other => self.type_error(value.span(), "`name`", "a string", other),
+                    other => self.type_error(value.span(), &format!("`name` {place}"), "a string", other),
                 },
                 "run" => match value.get_ref() {
                     DeValue::String(run) if run.trim().is_empty() => self.error_help(
@@ -459,7 +506,7 @@ impl Cx<'_> {
                         self.error(value.span(), format!("`run` contains a NUL character {place}"))
                     }
                     DeValue::String(run) => step.run = Some(run.to_string()),
-                    other => self.type_error(value.span(), "`run`", "a string", other),
+                    other => self.type_error(value.span(), &format!("`run` {place}"), "a string", other),
                 },
                 "dir" => match value.get_ref() {
                     DeValue::String(dir) if dir.is_empty() || dir.contains('\0') => self.error_help(
@@ -468,21 +515,49 @@ impl Cx<'_> {
                         "give a folder relative to the pipeline file's folder, or leave `dir` out",
                     ),
                     DeValue::String(dir) => step.dir = Some(dir.to_string()),
-                    other => self.type_error(value.span(), "`dir`", "a string", other),
+                    other => self.type_error(value.span(), &format!("`dir` {place}"), "a string", other),
                 },
                 "env" => step.env = self.env_table(value, &format!("`env` {place}")),
-                "after" => step.after = self.string_list(value, "`after`"),
-                "timeout" => match self.duration(value, "`timeout`") {
+                "after" => step.after = self.string_list(value, &format!("`after` {place}")),
+                "inputs" => {
+                    for input in self.string_list(value, &format!("`inputs` {place}")).unwrap_or_default() {
+                        match input_problem(input.get_ref()) {
+                            Some(problem) => self.error_help(
+                                input.span(),
+                                format!("invalid input `{}` {place}: {problem}", input.get_ref()),
+                                "an input is a file, a folder or a glob pattern such as \"data/*.csv\", relative to the step's dir",
+                            ),
+                            None => step.inputs.push(input.into_inner()),
+                        }
+                    }
+                }
+                "outputs" => {
+                    for output in self.string_list(value, &format!("`outputs` {place}")).unwrap_or_default() {
+                        match output_problem(output.get_ref()) {
+                            Some(problem) => self.error_help(
+                                output.span(),
+                                format!("invalid output `{}` {place}: {problem}", output.get_ref()),
+                                "an output is a file or folder inside the pipeline's folder, relative to the step's dir; stepwise removes it when an attempt fails",
+                            ),
+                            None => step.outputs.push(Spanned::new(output.span(), output.into_inner())),
+                        }
+                    }
+                }
+                "keep_failed_outputs" => match value.get_ref() {
+                    DeValue::Boolean(b) => step.keep_failed_outputs = *b,
+                    other => self.type_error(value.span(), &format!("`keep_failed_outputs` {place}"), "true or false", other),
+                },
+                "timeout" => match self.duration(value, &format!("`timeout` {place}")) {
                     Some(d) if d.is_zero() => self.error(value.span(), format!("`timeout` must be longer than 0 {place}")),
                     d => step.timeout = d,
                 },
                 "retries" => {
-                    if let Some(n) = self.count(value, "`retries`") {
+                    if let Some(n) = self.count(value, &format!("`retries` {place}")) {
                         step.retries = n;
                     }
                 }
                 "retry_delay" => {
-                    if let Some(d) = self.duration(value, "`retry_delay`") {
+                    if let Some(d) = self.duration(value, &format!("`retry_delay` {place}")) {
                         step.retry_delay = d;
                     }
                 }
@@ -566,7 +641,18 @@ impl Cx<'_> {
             }
             let text = match v.get_ref() {
                 DeValue::String(s) => s.to_string(),
-                DeValue::Integer(i) => i.as_str().to_string(),
+                DeValue::Integer(i) => {
+                    match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                        Ok(n) => n.to_string(),
+                        Err(_) => {
+                            self.error(
+                                v.span(),
+                                format!("`{name}` in {what} is too large a number"),
+                            );
+                            continue;
+                        }
+                    }
+                }
                 DeValue::Float(f) => f.as_str().to_string(),
                 DeValue::Boolean(b) => b.to_string(),
                 other => {
@@ -709,9 +795,20 @@ impl Cx<'_> {
             }
             edges.push(deps);
         }
-        if self.errors.is_empty() {
-            self.check_cycles(&raw.steps, &edges);
+        for step in &raw.steps {
+            for output in &step.outputs {
+                if let Err(problem) = inside_root(root, step.dir.as_deref(), output.get_ref()) {
+                    self.error_help(
+                        output.span(),
+                        format!("invalid output `{}`: {problem}", output.get_ref()),
+                        "stepwise removes the outputs of a failed attempt, so they must lie inside the pipeline's folder",
+                    );
+                }
+            }
         }
+        // The edges known so far are real ones, so a cycle among them is
+        // worth reporting alongside the other problems.
+        self.check_cycles(&raw.steps, &edges);
 
         let steps = raw
             .steps
@@ -727,6 +824,9 @@ impl Cx<'_> {
                 dir: s.dir,
                 env: s.env,
                 after: deps.into_iter().map(|(d, _)| d).collect(),
+                inputs: s.inputs,
+                outputs: s.outputs.into_iter().map(Spanned::into_inner).collect(),
+                keep_failed_outputs: s.keep_failed_outputs,
                 timeout: s.timeout,
                 retries: s.retries,
                 retry_delay: s.retry_delay,
@@ -860,6 +960,71 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Why an input pattern is not acceptable, if it is not.
+fn input_problem(input: &str) -> Option<String> {
+    if input.trim().is_empty() {
+        return Some("it is empty".into());
+    }
+    glob::Pattern::new(input)
+        .err()
+        .map(|e| format!("not a valid glob pattern ({})", e.msg))
+}
+
+/// Why an output path is not acceptable on its own, if it is not. Where it
+/// points is checked once the step's dir is known ([`inside_root`]).
+fn output_problem(output: &str) -> Option<String> {
+    if output.trim().is_empty() {
+        return Some("it is empty".into());
+    }
+    if Path::new(output).is_absolute() {
+        return Some("it is an absolute path; outputs live inside the pipeline's folder".into());
+    }
+    if output.contains(['*', '?', '[']) {
+        return Some(
+            "outputs cannot be glob patterns; declare the folder they are written to".into(),
+        );
+    }
+    None
+}
+
+/// `root/dir/output`, normalised without touching the disk, if it lies
+/// strictly inside `root` and outside the state dir: outputs are removed when
+/// an attempt fails, so they must never point anywhere else.
+fn inside_root(
+    root: &Path,
+    dir: Option<&str>,
+    output: &str,
+) -> std::result::Result<PathBuf, String> {
+    let joined = root.join(dir.unwrap_or(".")).join(output);
+    let mut normal = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    match normal.strip_prefix(root) {
+        Ok(rel) if rel.as_os_str().is_empty() => Err("it is the pipeline's folder itself".into()),
+        Ok(rel)
+            if rel
+                .components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .is_some_and(|c| c.starts_with(crate::state_dir::STATE_DIR)) =>
+        {
+            Err("it is inside stepwise's state dir".into())
+        }
+        Ok(_) => Ok(normal),
+        Err(_) => Err(format!(
+            "it is outside the pipeline's folder {}",
+            root.display()
+        )),
+    }
+}
+
 /// Why a step name is not acceptable, if it is not.
 fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
@@ -936,7 +1101,7 @@ mod tests {
             r#"
             [pipeline]
             shell = ["bash", "-eu", "-c"]
-            env = { LANG = "C", PORT = 8080, DEBUG = true }
+            env = { LANG = "C", PORT = 8080, DEBUG = true, HEX = 0x1F, OCT = 0o17, PLUS = +5, BIG = 1_000 }
             sync = "always"
             jobs = 4
             [[step]]
@@ -949,6 +1114,10 @@ mod tests {
         assert_eq!(p.shell, ["bash", "-eu", "-c"]);
         assert_eq!(p.env["PORT"], "8080");
         assert_eq!(p.env["DEBUG"], "true");
+        assert_eq!(
+            [&p.env["HEX"], &p.env["OCT"], &p.env["PLUS"], &p.env["BIG"]],
+            ["31", "15", "5", "1000"]
+        );
         assert_eq!(p.sync, SyncMode::Always);
         assert_eq!(p.jobs, Some(4));
         assert_eq!(p.step_dir(StepId(0)), Path::new("/p/work"));
@@ -979,6 +1148,33 @@ mod tests {
         assert!(e.contains("whole number"), "{e}");
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1.5.2s").is_err());
+    }
+
+    #[test]
+    fn outputs_must_stay_inside_the_pipeline_folder() {
+        let ok = parse(
+            "[[step]]\nname = \"a\"\nrun = \"x\"\ndir = \"w\"\noutputs = [\"out.csv\", \"../plots/\"]\ninputs = [\"data/*.csv\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.output_paths(StepId(0)),
+            [Path::new("/p/w/out.csv"), Path::new("/p/plots")]
+        );
+        for (bad, why) in [
+            ("/etc/passwd", "absolute"),
+            ("../../x", "outside the pipeline's folder"),
+            (".", "folder itself"),
+            ("..", "outside"),
+            (".stepwise/x", "state dir"),
+            ("*.png", "glob"),
+        ] {
+            let e = first_error(&format!(
+                "[[step]]\nname = \"a\"\nrun = \"x\"\noutputs = [\"{bad}\"]\n"
+            ));
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let e = first_error("[[step]]\nname = \"a\"\nrun = \"x\"\ninputs = [\"a[\"]\n");
+        assert!(e.contains("not a valid glob pattern"), "{e}");
     }
 
     #[test]

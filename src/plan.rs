@@ -181,7 +181,7 @@ fn describe(
         );
     }
     match &h.current {
-        None if h.forgotten_at.is_some() => (
+        None if h.forgotten_at.is_some() && h.last.is_some() => (
             State::Forgotten,
             format!("forgotten on {}", format_time(h.forgotten_at.unwrap_or(0))),
         ),

@@ -4,9 +4,11 @@
 //! - the step runs as `shell... run`, stdin `/dev/null`, stdout and stderr both
 //!   straight into its log file (no pipe, so a chatty step can never block on
 //!   a full pipe and the log survives the runner);
-//! - it leads a process group of its own, so stepwise can signal the step and
-//!   everything it started (grandchildren included) and the terminal's Ctrl-C
-//!   reaches only stepwise, which decides what to forward;
+//! - it leads a session (and so a process group) of its own, so stepwise can
+//!   signal the step and everything it started (grandchildren included), the
+//!   terminal's Ctrl-C reaches only stepwise, which decides what to forward,
+//!   and a step that tries to prompt on the terminal (`sudo`, `ssh`) fails
+//!   at once instead of hanging stopped in the background;
 //! - it gets `SIGKILL` if the stepwise thread that started it dies (kill -9 of
 //!   the runner), so a killed runner does not leave its steps running on;
 //! - when the step's main process exits, whatever it left running in its
@@ -67,16 +69,16 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Started> {
         .current_dir(spec.dir)
         .stdin(Stdio::null())
         .stdout(spec.log)
-        .stderr(stderr)
-        .process_group(0);
+        .stderr(stderr);
     for (k, v) in spec.env {
         cmd.env(k, v);
     }
     let parent = std::process::id() as i32;
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
-    // fork and exec.
+    // SAFETY: only async-signal-safe calls (setsid, prctl, getppid, _exit)
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            nix::unistd::setsid()?;
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             // The runner may have died before the line above took effect.
             if nix::libc::getppid() != parent {
@@ -86,7 +88,12 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Started> {
         });
     }
     let child = cmd.spawn().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound && !spec.dir.is_dir() {
+        if spec.dir.exists() && !spec.dir.is_dir() {
+            io::Error::new(
+                e.kind(),
+                format!("working dir {} is not a folder", spec.dir.display()),
+            )
+        } else if e.kind() == io::ErrorKind::NotFound && !spec.dir.is_dir() {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("working dir {} does not exist", spec.dir.display()),

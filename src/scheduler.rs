@@ -132,6 +132,9 @@ struct Running {
     /// When its timeout expires.
     deadline: Option<Instant>,
     timed_out: bool,
+    /// The run's stop signal was forwarded to it: however it exits, it did
+    /// not finish its work (many programs exit 0 when asked to stop).
+    signalled: bool,
     /// When to SIGKILL it, once it has been asked to stop.
     kill_at: Option<Instant>,
 }
@@ -159,6 +162,11 @@ pub fn execute(
     std::fs::create_dir_all(state.logs())
         .context(format!("cannot create {}", state.logs().display()))?;
 
+    // Waiting for steps needs SIGCHLD at its default: a parent that ran us
+    // with it ignored would make every exit status vanish.
+    // SAFETY: setting a signal to its default disposition is always sound.
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigDfl) };
     let (tx, rx) = mpsc::channel::<Msg>();
     let signals = SignalForwarder::start(tx.clone())?;
     let mut s = Scheduler::new(
@@ -324,10 +332,15 @@ impl<'a> Scheduler<'a> {
                     .ok(),
                 None => self.rx.recv().ok(),
             };
-            match msg {
-                Some(Msg::Exited { slot, status }) => self.exited(slot, status)?,
-                Some(Msg::Signal(sig)) => self.signalled(sig),
-                None => {}
+            // Handle everything that is pending before starting anything new:
+            // a signal queued behind an exit must stop the next start.
+            let mut next = msg;
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Exited { slot, status } => self.exited(slot, status)?,
+                    Msg::Signal(sig) => self.signalled(sig),
+                }
+                next = self.rx.try_recv().ok();
             }
             self.fire_timers();
         }
@@ -387,14 +400,31 @@ impl<'a> Scheduler<'a> {
                     log,
                     deadline: step.timeout.map(|t| started + t),
                     timed_out: false,
+                    signalled: false,
                     kill_at: None,
                 });
                 self.running += 1;
+                // The waiter gets the process through a shared slot, so that if
+                // no thread can be spawned we still have it and wait right here.
                 let tx = self.tx.clone();
-                thread::spawn(move || {
-                    let status = proc.wait();
-                    let _ = tx.send(Msg::Exited { slot, status });
+                let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(proc)));
+                let theirs = std::sync::Arc::clone(&shared);
+                let spawned = thread::Builder::new().spawn(move || {
+                    if let Some(proc) = theirs.lock().ok().and_then(|mut p| p.take()) {
+                        let _ = tx.send(Msg::Exited {
+                            slot,
+                            status: proc.wait(),
+                        });
+                    }
                 });
+                if spawned.is_err()
+                    && let Some(proc) = shared.lock().ok().and_then(|mut p| p.take())
+                {
+                    let _ = self.tx.send(Msg::Exited {
+                        slot,
+                        status: proc.wait(),
+                    });
+                }
             }
             Err(e) => {
                 let _ = std::fs::write(&log, format!("stepwise: could not start the step: {e}\n"));
@@ -413,10 +443,10 @@ impl<'a> Scheduler<'a> {
         let outcome = match status {
             Ok(status) => match process::status_parts(status) {
                 _ if r.timed_out => Outcome::TimedOut,
-                (Some(0), _) => Outcome::Success,
-                _ if self.summary.interrupted.is_some() => {
+                _ if r.signalled => {
                     Outcome::Interrupted(self.summary.interrupted.map_or(0, |s| s as i32))
                 }
+                (Some(0), _) => Outcome::Success,
                 (Some(code), _) => Outcome::Exited(code),
                 (None, Some(sig)) => Outcome::Signaled(sig),
                 (None, None) => Outcome::Exited(-1),
@@ -495,7 +525,10 @@ impl<'a> Scheduler<'a> {
         self.stopping = true;
         self.retries_due.clear();
         self.progress.interrupted(sig, self.running);
-        self.each_running(|r| r.handle.signal(sig));
+        self.each_running(|r| {
+            r.signalled = true;
+            r.handle.signal(sig);
+        });
         self.kill_all_at = Some(Instant::now() + self.options.kill_grace);
     }
 
@@ -600,7 +633,7 @@ fn spawn_step(
     })
 }
 
-/// Turns SIGINT, SIGTERM and SIGHUP into messages for the scheduler while a
+/// Turns SIGINT, SIGTERM, SIGHUP and SIGQUIT into messages for the scheduler while a
 /// run is going on.
 struct SignalForwarder {
     handle: signal_hook::iterator::Handle,
@@ -609,8 +642,8 @@ struct SignalForwarder {
 
 impl SignalForwarder {
     fn start(tx: mpsc::Sender<Msg>) -> Result<SignalForwarder> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
             .context("cannot install signal handlers")?;
         let handle = signals.handle();
         let thread = thread::spawn(move || {

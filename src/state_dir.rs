@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{IoContext, Result};
 use crate::history::History;
 use crate::journal::{self, JsonlStore, Store};
-use crate::lock::StateLock;
+use crate::lock::{Holder, StateLock};
 use crate::pipeline::{Pipeline, SyncMode};
 
 /// The name of the state dir.
@@ -24,7 +24,7 @@ pub struct StateDir {
 pub struct Loaded {
     pub history: History,
     /// The pid of a run in progress, if the lock is held.
-    pub writer: Option<u32>,
+    pub writer: Option<Holder>,
     /// The id of the run in progress, when there is one.
     pub live_run: Option<u64>,
     /// Things the user should know (a torn last line, ...).
@@ -41,8 +41,11 @@ pub struct Writer {
 }
 
 impl StateDir {
+    /// `.stepwise/` beside `stepwise.toml`; a pipeline file with another
+    /// name, `ci.toml`, gets `.stepwise-ci/`, so that two pipelines in one
+    /// folder never mix their records or lock each other out.
     pub fn for_pipeline(pipeline: &Pipeline) -> StateDir {
-        StateDir::new(pipeline.root.join(STATE_DIR))
+        StateDir::new(pipeline.root.join(state_dir_name(&pipeline.path)))
     }
 
     pub fn new(dir: impl Into<PathBuf>) -> StateDir {
@@ -73,24 +76,12 @@ impl StateDir {
     /// Reads the journal without taking the lock: safe while a run is in
     /// progress, which it then reports in [`Loaded::writer`].
     pub fn load(&self) -> Result<Loaded> {
-        let writer = StateLock::holder(&self.lock());
         let mut history = History::default();
-        let report = journal::read_file(&self.journal(), &mut |r| history.apply(r))?;
-        let mut warnings = Vec::new();
-        // While a writer is active a partial last line is just a record being
-        // written; only a torn line with nobody writing is worth a word.
-        if writer.is_none()
-            && let Some(line) = report.torn_line
-        {
-            warnings.push(torn_warning(
-                &self.journal(),
-                line,
-                "the next run will cut it off",
-            ));
-        }
-        let live_run = writer.and_then(|pid| {
+        let (writer, warnings) = self.read(&mut |r| history.apply(r))?;
+        let live_run = writer.as_ref().and_then(|holder| {
             let last = history.runs().last()?;
-            (last.ended.is_none() && (pid == 0 || last.pid == pid)).then_some(last.id)
+            let same = holder.pid.is_none_or(|pid| pid == last.pid);
+            (last.ended.is_none() && same).then_some(last.id)
         });
         Ok(Loaded {
             history,
@@ -100,9 +91,32 @@ impl StateDir {
         })
     }
 
+    /// Reads every record without taking the lock; returns who holds the
+    /// lock (if anyone) and what the user should be told.
+    pub fn read(
+        &self,
+        visit: &mut dyn FnMut(journal::Record),
+    ) -> Result<(Option<Holder>, Vec<String>)> {
+        let report = journal::read_file(&self.journal(), visit)?;
+        // Asked after reading: a run that started meanwhile explains a
+        // partial last line (a record being written), which is then no news.
+        let writer = StateLock::holder(&self.lock());
+        let mut warnings = zero_warnings(&self.journal(), &report);
+        if writer.is_none()
+            && let Some(line) = report.torn_line
+        {
+            warnings.push(torn_warning(
+                &self.journal(),
+                line,
+                "the next run will cut it off",
+            ));
+        }
+        Ok((writer, warnings))
+    }
+
     /// Creates the state dir if needed, takes the lock (or fails with
     /// [`Error::Locked`](crate::Error::Locked)), and reads the journal.
-    pub fn open_writer(&self, sync: SyncMode) -> Result<Writer> {
+    pub fn open_writer(&self, sync: SyncMode, command: &str) -> Result<Writer> {
         if !self.dir.is_dir() {
             fs::create_dir_all(&self.dir).context(format!(
                 "cannot create the state dir {}",
@@ -112,10 +126,10 @@ impl StateDir {
                 journal::sync_dir(parent)?;
             }
         }
-        let lock = StateLock::acquire(&self.lock())?;
+        let lock = StateLock::acquire(&self.lock(), command)?;
         let mut history = History::default();
         let report = journal::read_file(&self.journal(), &mut |r| history.apply(r))?;
-        let mut warnings = Vec::new();
+        let mut warnings = zero_warnings(&self.journal(), &report);
         if let Some(line) = report.torn_line {
             warnings.push(torn_warning(&self.journal(), line, "it has been cut off"));
         }
@@ -135,6 +149,33 @@ impl Writer {
         self.store.append(&record)?;
         self.history.apply(record);
         Ok(())
+    }
+}
+
+/// The state dir name for a pipeline file: `.stepwise` for the default
+/// `stepwise.toml`, `.stepwise-NAME` for `NAME.toml`.
+pub fn state_dir_name(pipeline_file: &Path) -> String {
+    let file = pipeline_file
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or(crate::pipeline::DEFAULT_FILE);
+    if file == crate::pipeline::DEFAULT_FILE {
+        STATE_DIR.to_string()
+    } else {
+        let stem = file.strip_suffix(".toml").unwrap_or(file);
+        format!("{STATE_DIR}-{stem}")
+    }
+}
+
+fn zero_warnings(journal: &Path, report: &journal::ReadReport) -> Vec<String> {
+    match report.zero_lines.as_slice() {
+        [] => Vec::new(),
+        lines => vec![format!(
+            "{} line(s) of zero bytes in {} (first: line {}), left by a crash; ignored",
+            lines.len(),
+            journal.display(),
+            lines[0]
+        )],
     }
 }
 

@@ -4,32 +4,18 @@
 mod common;
 use common::*;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-/// True while the process exists and is not a zombie (in some sandboxes
-/// pid 1 does not reap orphans, so a killed orphan lingers as a zombie).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 fn wait_for_file(space: &Space, rel: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !space.exists(rel) || space.read(rel).trim().is_empty() {
-        assert!(Instant::now() < deadline, "timed out waiting for {rel}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(rel, || !space.read(rel).trim().is_empty());
 }
 
-fn wait_gone(pid: i32) -> bool {
+/// Whether `pid` ends within a few seconds.
+fn wait_gone(pid: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive(pid) {
         if Instant::now() > deadline {
@@ -40,38 +26,16 @@ fn wait_gone(pid: i32) -> bool {
     true
 }
 
-fn pid_in(space: &Space, rel: &str) -> i32 {
+fn pid_in(space: &Space, rel: &str) -> u32 {
     space.read(rel).trim().parse().expect("a pid")
 }
 
-fn spawn(space: &Space, args: &[&str]) -> Child {
-    space
-        .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stepwise starts")
-}
-
-fn finish(child: Child) -> Outcome {
-    let output = child.wait_with_output().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    Outcome {
-        code: output
-            .status
-            .code()
-            .unwrap_or_else(|| 128 + output.status.signal().unwrap_or(0)),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+fn signal(process: &Background, sig: Signal) {
+    kill(Pid::from_raw(process.pid() as i32), sig).unwrap();
 }
 
 fn journal_lines(space: &Space) -> Vec<serde_json::Value> {
-    space
-        .journal()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l:?}: {e}")))
-        .collect()
+    journal_records(&space.journal())
 }
 
 #[test]
@@ -291,7 +255,7 @@ fn a_step_out_of_retries_fails_the_run() {
     assert_eq!(space.ran(), ["a", "a"]);
 }
 
-fn interrupt_with(signal: Signal, expected_code: i32) {
+fn interrupt_with(sig: Signal, expected_code: i32) {
     let space = Space::with(
         r#"
 [[step]]
@@ -303,14 +267,14 @@ name = "after"
 run = "echo after >> ran"
 "#,
     );
-    let child = spawn(&space, &["run"]);
+    let mut runner = space.spawn(&["run"]);
     wait_for_file(&space, "shell");
     wait_for_file(&space, "grandchild");
     let t = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-    let out = finish(child);
+    signal(&runner, sig);
+    let out = runner.wait();
     out.code(expected_code)
-        .stderr_has(&format!("{signal}: stopping 1 running step"));
+        .stderr_has(&format!("{sig}: stopping 1 running step"));
     assert!(
         t.elapsed() < Duration::from_secs(8),
         "took {:?}",
@@ -352,18 +316,17 @@ name = "stubborn"
 run = "trap '' INT; echo $$ > shell; sleep 60"
 "#,
     );
-    let child = spawn(&space, &["run"]);
+    let mut runner = space.spawn(&["run"]);
     wait_for_file(&space, "shell");
-    let pid = Pid::from_raw(child.id() as i32);
     let t = Instant::now();
-    kill(pid, Signal::SIGINT).unwrap();
+    signal(&runner, Signal::SIGINT);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         alive(pid_in(&space, "shell")),
         "the step ignores SIGINT and has 60s of grace"
     );
-    kill(pid, Signal::SIGINT).unwrap();
-    finish(child).code(130);
+    signal(&runner, Signal::SIGINT);
+    runner.wait().code(130);
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -385,11 +348,10 @@ name = "b"
 run = "sleep 60 & echo $! > grandchild; echo $$ > shell; test -f fixed || sleep 60; echo b >> ran"
 "#,
     );
-    let mut child = spawn(&space, &["run"]);
+    let mut runner = space.spawn(&["run"]);
     wait_for_file(&space, "grandchild");
     wait_for_file(&space, "shell");
-    child.kill().unwrap(); // SIGKILL: no chance to clean up
-    child.wait().unwrap();
+    runner.kill9(); // no chance to clean up
     assert!(
         wait_gone(pid_in(&space, "shell")),
         "the step's shell outlived a kill -9 of the runner"
@@ -492,4 +454,67 @@ fn random_kills_never_lose_a_success_nor_rerun_one() {
         // Give the steps the kernel killed time to be gone before the temp dir is.
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_step_that_exits_0_when_asked_to_stop_is_recorded_interrupted_not_done() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "train"
+run = "trap 'echo saved > checkpoint; exit 0' INT; echo $$ > shell; while true; do sleep 0.05; done"
+
+[[step]]
+name = "report"
+run = "echo report >> ran"
+"#,
+    );
+    let mut runner = space.spawn(&["run"]);
+    wait_for_file(&space, "shell");
+    signal(&runner, Signal::SIGINT);
+    runner
+        .wait()
+        .code(130)
+        .stderr_has("FAILED train (interrupted by SIGINT");
+    assert_eq!(
+        space.read("checkpoint").trim(),
+        "saved",
+        "the step saw the signal and exited 0"
+    );
+    let plan = space.run(&["plan", "--json"]).json();
+    assert_eq!(
+        plan["steps"][0]["action"], "run",
+        "an interrupted step is not done"
+    );
+    assert_eq!(plan["steps"][0]["state"], "interrupted");
+}
+
+#[test]
+fn steps_still_report_their_status_when_stepwise_inherits_an_ignored_sigchld() {
+    let space = Space::with(&chain(&["a", "b"], &[]));
+    let mut cmd = space.command(&["run"]);
+    // SAFETY: only `signal` between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigIgn)
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut runner = Background::from_child(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    runner.wait().success();
+    assert_eq!(space.ran(), ["a", "b"]);
+}
+
+#[test]
+fn a_step_that_wants_a_terminal_fails_instead_of_hanging() {
+    let space = Space::with("[[step]]\nname = \"ask\"\nrun = \"read answer < /dev/tty\"\n");
+    let t = Instant::now();
+    space.run(&["run"]).code(1).stderr_has("FAILED ask");
+    assert!(t.elapsed() < Duration::from_secs(10));
 }

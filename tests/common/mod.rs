@@ -5,8 +5,10 @@
 //! so "ran exactly once" is checked, not assumed.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stepwise");
 
@@ -142,6 +144,219 @@ impl Space {
     pub fn run(&self, args: &[&str]) -> Outcome {
         Outcome::from(self.command(args).output().expect("stepwise starts"))
     }
+
+    /// Runs `stepwise ARGS...` to the end with `input` on its stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Outcome {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stepwise starts");
+        let mut stdin = child.stdin.take().expect("a stdin pipe");
+        // A stepwise that does not read its stdin closes the pipe: not our problem.
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        Outcome::from(child.wait_with_output().expect("stepwise ends"))
+    }
+
+    /// Starts `stepwise ARGS...` in the background. The returned handle kills
+    /// it (SIGKILL) if the test ends before it does.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("stepwise starts");
+        Background { child: Some(child) }
+    }
+
+    /// The raw bytes of the journal, `None` when there is no journal.
+    pub fn journal_bytes(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.join(".stepwise/journal.jsonl")).ok()
+    }
+
+    /// `stepwise plan --json`, parsed.
+    pub fn plan_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["plan", "--json"];
+        all.extend_from_slice(args);
+        let outcome = self.run(&all);
+        outcome.success();
+        outcome.json()
+    }
+
+    /// Waits (up to 10 s) until the file `rel` has a line equal to `line`.
+    #[track_caller]
+    pub fn wait_for_line(&self, rel: &str, line: &str) {
+        wait_until(&format!("a line {line:?} in {rel}"), || {
+            self.read(rel).lines().any(|l| l == line)
+        });
+    }
+}
+
+/// A `stepwise` process running in the background.
+pub struct Background {
+    child: Option<Child>,
+}
+
+impl Background {
+    /// Adopts a process started with a customised [`Space::command`].
+    pub fn from_child(child: Child) -> Background {
+        Background { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("still ours").id()
+    }
+
+    /// SIGKILL, like `kill -9`, and waits for it to be gone.
+    pub fn kill9(&mut self) -> Outcome {
+        let mut child = self.child.take().expect("still ours");
+        child.kill().expect("SIGKILL is delivered");
+        Outcome::from(child.wait_with_output().expect("stepwise is reaped"))
+    }
+
+    /// Waits (up to 10 s) for it to end by itself.
+    #[track_caller]
+    pub fn wait(&mut self) -> Outcome {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut child = self.child.take().expect("still ours");
+        loop {
+            if child.try_wait().expect("try_wait works").is_some() {
+                return Outcome::from(child.wait_with_output().expect("stepwise is reaped"));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = Outcome::from(child.wait_with_output().expect("stepwise is reaped"));
+                panic!("stepwise did not end within {TIMEOUT:?}; killed it:\n{out:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How long a test waits for something that should take milliseconds.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Polls `cond` until it holds, failing the test after [`TIMEOUT`].
+#[track_caller]
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {TIMEOUT:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is alive: it exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses: "pid (comm) S ...".
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The live processes of process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ..."
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2
+            && fields[2].parse::<u32>().ok() == Some(pgid)
+            && fields[0] != "Z"
+            && fields[0] != "X"
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills what is left of process group `pgid` when dropped, so a test that
+/// fails does not leave step processes behind.
+pub struct GroupReaper(pub Option<u32>);
+
+impl Drop for GroupReaper {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The steps of a `plan --json` document as `(name, action, state)`.
+pub fn plan_steps(plan: &serde_json::Value) -> Vec<(String, String, String)> {
+    plan["steps"]
+        .as_array()
+        .expect("`steps` is a list")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().expect("a name").to_string(),
+                s["action"].as_str().expect("an action").to_string(),
+                s["state"].as_str().expect("a state").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The names `plan --json` says will run, in the order listed.
+pub fn plan_remaining(plan: &serde_json::Value) -> Vec<String> {
+    plan_steps(plan)
+        .into_iter()
+        .filter(|(_, action, _)| action == "run")
+        .map(|(name, _, _)| name)
+        .collect()
+}
+
+/// Every line of a journal, parsed; panics on a line that is not JSON.
+pub fn journal_records(journal: &str) -> Vec<serde_json::Value> {
+    journal
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("journal line {} is not JSON ({e}): {line}", i + 1))
+        })
+        .collect()
 }
 
 /// A pipeline of steps that each append their name to `ran`, one after the

@@ -1,0 +1,306 @@
+//! What defines a step, hashed: its fingerprint and the components it is
+//! made of, and how two sets of components differ, in words.
+//!
+//! Pure: the caller supplies the content hashes of inputs and of what the
+//! step's dependencies produced (see [`crate::workspace`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// A 128-bit BLAKE3 digest: plenty against accidental collisions, and half
+/// the journal space of the full 256 bits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 16]);
+
+impl Digest {
+    /// The digest of some bytes.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_blake3(&blake3::hash(bytes))
+    }
+
+    pub fn from_blake3(hash: &blake3::Hash) -> Digest {
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&hash.as_bytes()[..16]);
+        Digest(d)
+    }
+
+    /// The first 8 hex digits, for people.
+    pub fn short(&self) -> String {
+        self.to_string()[..8].to_string()
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+impl FromStr for Digest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Digest, String> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{s}` is not a 32-digit hex digest"));
+        }
+        let mut d = [0u8; 16];
+        for (i, byte) in d.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Digest(d))
+    }
+}
+
+/// The hashed parts a fingerprint is made of, by name:
+///
+/// | key | hash of |
+/// |---|---|
+/// | `run` | the command string |
+/// | `shell` | the shell program and arguments |
+/// | `dir` | the working dir as written |
+/// | `env:KEY` | the value of a declared variable (pipeline's and step's merged) |
+/// | `input:PATH` | the content of an input file or folder |
+/// | `dep:NAME` | what a dependency produced: the content of its declared outputs, or its fingerprint if it declares none |
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Components(pub BTreeMap<String, Digest>);
+
+impl Components {
+    pub fn insert(&mut self, key: impl Into<String>, digest: Digest) {
+        self.0.insert(key.into(), digest);
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Digest> {
+        self.0.get(key)
+    }
+
+    /// The fingerprint: a hash over every component, in key order, with
+    /// separators no key or digest can contain.
+    pub fn fingerprint(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"stepwise fingerprint v1\n");
+        for (key, digest) in &self.0 {
+            h.update(key.as_bytes());
+            h.update(b"\0");
+            h.update(&digest.0);
+            h.update(b"\n");
+        }
+        Digest::from_blake3(&h.finalize())
+    }
+
+    /// How `self` (now) differs from `then`, as reasons, in a stable order.
+    pub fn changes_since(&self, then: &Components) -> Vec<Reason> {
+        let mut reasons = Vec::new();
+        let keys: std::collections::BTreeSet<&String> =
+            self.0.keys().chain(then.0.keys()).collect();
+        for key in keys {
+            let (now, was) = (self.0.get(key), then.0.get(key));
+            if now == was {
+                continue;
+            }
+            let (kind, name) = key.split_once(':').unwrap_or((key.as_str(), ""));
+            let reason = match (kind, now, was) {
+                ("run", ..) => Reason::CommandChanged,
+                ("shell", ..) => Reason::ShellChanged,
+                ("dir", ..) => Reason::DirChanged,
+                ("env", ..) => Reason::EnvChanged { key: name.into() },
+                ("input", Some(_), Some(_)) => Reason::InputChanged { path: name.into() },
+                ("input", Some(_), None) => Reason::InputAdded { path: name.into() },
+                ("input", None, _) => Reason::InputRemoved { path: name.into() },
+                ("dep", Some(_), Some(_)) => Reason::DependencyChanged { step: name.into() },
+                ("dep", Some(_), None) => Reason::DependencyAdded { step: name.into() },
+                ("dep", None, _) => Reason::DependencyRemoved { step: name.into() },
+                _ => Reason::DefinitionChanged { part: key.clone() },
+            };
+            reasons.push(reason);
+        }
+        reasons
+    }
+}
+
+/// One reason a step will run (or, for [`Reason::InputMissing`], a warning).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind")]
+pub enum Reason {
+    #[serde(rename = "never run")]
+    NeverRun,
+    #[serde(rename = "failed")]
+    Failed { attempt: u32 },
+    #[serde(rename = "interrupted")]
+    Interrupted { attempt: u32 },
+    #[serde(rename = "running")]
+    Running { attempt: u32 },
+    #[serde(rename = "forgotten")]
+    Forgotten,
+    #[serde(rename = "command changed")]
+    CommandChanged,
+    #[serde(rename = "shell changed")]
+    ShellChanged,
+    #[serde(rename = "dir changed")]
+    DirChanged,
+    #[serde(rename = "env changed")]
+    EnvChanged { key: String },
+    #[serde(rename = "input changed")]
+    InputChanged { path: String },
+    #[serde(rename = "input added")]
+    InputAdded { path: String },
+    #[serde(rename = "input removed")]
+    InputRemoved { path: String },
+    /// A declared input matches no file now.
+    #[serde(rename = "input missing")]
+    InputMissing { pattern: String },
+    #[serde(rename = "output missing")]
+    OutputMissing { path: String },
+    #[serde(rename = "dependency changed")]
+    DependencyChanged { step: String },
+    #[serde(rename = "dependency added")]
+    DependencyAdded { step: String },
+    #[serde(rename = "dependency removed")]
+    DependencyRemoved { step: String },
+    #[serde(rename = "dependency will run")]
+    DependencyWillRun { step: String },
+    /// A component this version of stepwise does not know changed.
+    #[serde(rename = "definition changed")]
+    DefinitionChanged { part: String },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NeverRun => write!(f, "never run"),
+            Reason::Failed { attempt } => write!(f, "attempt {attempt} failed"),
+            Reason::Interrupted { attempt } => write!(f, "attempt {attempt} was interrupted"),
+            Reason::Running { attempt } => write!(f, "attempt {attempt} is running"),
+            Reason::Forgotten => write!(f, "forgotten"),
+            Reason::CommandChanged => write!(f, "command changed"),
+            Reason::ShellChanged => write!(f, "shell changed"),
+            Reason::DirChanged => write!(f, "dir changed"),
+            Reason::EnvChanged { key } => write!(f, "env changed: {key}"),
+            Reason::InputChanged { path } => write!(f, "input changed: {path}"),
+            Reason::InputAdded { path } => write!(f, "input added: {path}"),
+            Reason::InputRemoved { path } => write!(f, "input removed: {path}"),
+            Reason::InputMissing { pattern } => write!(f, "input missing: {pattern}"),
+            Reason::OutputMissing { path } => write!(f, "output missing: {path}"),
+            Reason::DependencyChanged { step } => write!(f, "dependency changed: {step}"),
+            Reason::DependencyAdded { step } => write!(f, "dependency added: {step}"),
+            Reason::DependencyRemoved { step } => write!(f, "dependency removed: {step}"),
+            Reason::DependencyWillRun { step } => write!(f, "dependency will run: {step}"),
+            Reason::DefinitionChanged { part } => write!(f, "definition changed: {part}"),
+        }
+    }
+}
+
+/// Hashes a string component.
+pub fn text(s: &str) -> Digest {
+    Digest::of(s.as_bytes())
+}
+
+/// Hashes a list of strings (the shell) without ambiguity.
+pub fn text_list(items: &[String]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    for item in items {
+        h.update(&(item.len() as u64).to_le_bytes());
+        h.update(item.as_bytes());
+    }
+    Digest::from_blake3(&h.finalize())
+}
+
+/// The digest that stands for a dependency's declared outputs together.
+pub fn outputs_digest(outputs: &[(String, Digest)]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(b"outputs\n");
+    for (path, digest) in outputs {
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        h.update(&digest.0);
+        h.update(b"\n");
+    }
+    Digest::from_blake3(&h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comps(pairs: &[(&str, &str)]) -> Components {
+        let mut c = Components::default();
+        for (k, v) in pairs {
+            c.insert(*k, text(v));
+        }
+        c
+    }
+
+    #[test]
+    fn digests_round_trip_through_hex() {
+        let d = text("hello");
+        assert_eq!(d.to_string().parse::<Digest>(), Ok(d));
+        assert!("xyz".parse::<Digest>().is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_depends_on_every_component_and_nothing_else() {
+        let a = comps(&[("run", "make"), ("env:A", "1")]);
+        assert_eq!(
+            a.fingerprint(),
+            comps(&[("env:A", "1"), ("run", "make")]).fingerprint()
+        );
+        assert_ne!(
+            a.fingerprint(),
+            comps(&[("run", "make"), ("env:A", "2")]).fingerprint()
+        );
+        assert_ne!(a.fingerprint(), comps(&[("run", "make")]).fingerprint());
+    }
+
+    #[test]
+    fn changes_are_named_component_by_component() {
+        let then = comps(&[
+            ("run", "a"),
+            ("env:K", "1"),
+            ("input:x", "1"),
+            ("input:gone", "1"),
+            ("dep:up", "1"),
+        ]);
+        let now = comps(&[
+            ("run", "b"),
+            ("env:K", "2"),
+            ("input:x", "2"),
+            ("input:new", "1"),
+            ("dep:up", "1"),
+        ]);
+        let reasons: Vec<String> = now
+            .changes_since(&then)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "env changed: K",
+                "input removed: gone",
+                "input added: new",
+                "input changed: x",
+                "command changed"
+            ]
+        );
+    }
+
+    #[test]
+    fn reasons_serialize_with_a_kind() {
+        let json = serde_json::to_string(&Reason::InputChanged {
+            path: "a.csv".into(),
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"kind":"input changed","path":"a.csv"}"#);
+    }
+}

@@ -1,0 +1,331 @@
+//! Content hashes of files and folders, at the speed of `stat`.
+//!
+//! The stat cache (`.stepwise/stat-cache`) remembers, per path, the file's
+//! size, mtime, ctime, inode and device and the content hash they went
+//! with; a file is read again only when one of those changed. So `touch`
+//! costs a rehash but never a rerun, and a changed byte is always seen (a
+//! write changes mtime and ctime, even when a tool restores the mtime).
+//!
+//! The cache is only an optimisation: a missing, unreadable or garbage cache
+//! file means hashing everything, never a different decision. Entries for
+//! files modified in the last two seconds are not stored, since a second
+//! write within the same timestamp tick could go unseen ("racily clean").
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::fingerprint::Digest;
+
+/// Files at least this large are hashed memory-mapped on every core.
+const PARALLEL_HASH_BYTES: u64 = 128 * 1024 * 1024;
+/// How recent a change must be for its hash not to be cached: file
+/// timestamps tick coarsely (and NFS clocks drift), so a second write right
+/// after hashing could keep the same stamp.
+const RACY_NS: i128 = 2_000_000_000;
+const CACHE_HEADER: &str = "stepwise stat-cache v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+    dev: u64,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
+/// How much work hashing did: for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashStats {
+    /// Files whose content was read and hashed.
+    pub files_hashed: u64,
+    pub bytes_hashed: u64,
+    /// Files whose hash came from the stat cache.
+    pub cache_hits: u64,
+}
+
+/// Hashes file and folder contents through the stat cache.
+pub struct FileHasher {
+    cache: HashMap<PathBuf, (Stamp, Digest)>,
+    dirty: bool,
+    racy_ns: i128,
+    pub stats: HashStats,
+}
+
+impl Default for FileHasher {
+    fn default() -> Self {
+        FileHasher {
+            cache: HashMap::new(),
+            dirty: false,
+            racy_ns: RACY_NS,
+            stats: HashStats::default(),
+        }
+    }
+}
+
+impl FileHasher {
+    /// Loads the cache at `path`; anything wrong with it means an empty cache.
+    pub fn load(path: &Path) -> FileHasher {
+        let mut hasher = FileHasher::default();
+        if let Ok(text) = fs::read_to_string(path) {
+            hasher.cache = parse_cache(&text).unwrap_or_default();
+        }
+        hasher
+    }
+
+    /// Writes the cache atomically (temp file, fsync, rename). Best effort by
+    /// nature: callers may ignore the error.
+    pub fn save(&mut self, path: &Path) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut text = String::with_capacity(64 + self.cache.len() * 96);
+        text.push_str(CACHE_HEADER);
+        text.push('\n');
+        for (p, (s, d)) in &self.cache {
+            let Some(p) = p.to_str().filter(|p| !p.contains('\n')) else {
+                continue;
+            };
+            text.push_str(&format!(
+                "{d} {} {} {} {} {} {p}\n",
+                s.size, s.mtime_ns, s.ctime_ns, s.ino, s.dev
+            ));
+        }
+        let checksum = Digest::of(text.as_bytes());
+        text.push_str(&format!("checksum {checksum}\n"));
+        write_atomically(path, text.as_bytes())?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The content hash of a file or folder; `Ok(None)` if it does not exist.
+    pub fn hash_path(&mut self, path: &Path) -> io::Result<Option<Digest>> {
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            self.hash_dir(path, 0).map(Some)
+        } else {
+            self.hash_file(path, &meta).map(Some)
+        }
+    }
+
+    fn hash_file(&mut self, path: &Path, meta: &fs::Metadata) -> io::Result<Digest> {
+        let stamp = Stamp::of(meta);
+        if let Some((cached, digest)) = self.cache.get(path)
+            && *cached == stamp
+        {
+            self.stats.cache_hits += 1;
+            return Ok(*digest);
+        }
+        let mut hasher = blake3::Hasher::new();
+        if stamp.size >= PARALLEL_HASH_BYTES {
+            hasher.update_mmap_rayon(path)?;
+        } else {
+            hasher.update_reader(File::open(path)?)?;
+        }
+        let digest = Digest::from_blake3(&hasher.finalize());
+        self.stats.files_hashed += 1;
+        self.stats.bytes_hashed += stamp.size;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let racy = now - stamp.mtime_ns.max(stamp.ctime_ns) < self.racy_ns;
+        if racy {
+            self.cache.remove(path);
+        } else {
+            self.cache.insert(path.to_path_buf(), (stamp, digest));
+        }
+        self.dirty = true;
+        Ok(digest)
+    }
+
+    /// A folder's hash covers the names and contents of everything in it,
+    /// recursively, in name order.
+    fn hash_dir(&mut self, path: &Path, depth: usize) -> io::Result<Digest> {
+        if depth > 64 {
+            return Err(io::Error::other(format!(
+                "{} is nested too deeply (a symlink loop?)",
+                path.display()
+            )));
+        }
+        let mut entries: Vec<_> = fs::read_dir(path)?.collect::<io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        let mut h = blake3::Hasher::new();
+        h.update(b"dir\n");
+        for entry in entries {
+            let child = entry.path();
+            let meta = match fs::metadata(&child) {
+                Ok(m) => m,
+                // A dangling symlink: its target's absence is its content.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    h.update(entry.file_name().as_encoded_bytes());
+                    h.update(b"\0dangling\n");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let digest = if meta.is_dir() {
+                self.hash_dir(&child, depth + 1)?
+            } else {
+                self.hash_file(&child, &meta)?
+            };
+            h.update(entry.file_name().as_encoded_bytes());
+            h.update(if meta.is_dir() { b"/\0" } else { b"\0\0" });
+            h.update(&digest.0);
+            h.update(b"\n");
+        }
+        Ok(Digest::from_blake3(&h.finalize()))
+    }
+}
+
+/// Parses a cache file; `None` unless every byte of it checks out.
+fn parse_cache(text: &str) -> Option<HashMap<PathBuf, (Stamp, Digest)>> {
+    // The last line is a checksum of everything before it: a cache corrupted
+    // into another well-formed cache must not be trusted either.
+    let body_end = text.strip_suffix('\n')?.rfind('\n')? + 1;
+    let (body, last) = text.split_at(body_end);
+    let checksum: Digest = last.trim_end().strip_prefix("checksum ")?.parse().ok()?;
+    if Digest::of(body.as_bytes()) != checksum {
+        return None;
+    }
+    let mut lines = body.lines();
+    if lines.next()? != CACHE_HEADER {
+        return None;
+    }
+    let mut map = HashMap::new();
+    for line in lines {
+        let mut f = line.splitn(7, ' ');
+        let digest: Digest = f.next()?.parse().ok()?;
+        let stamp = Stamp {
+            size: f.next()?.parse().ok()?,
+            mtime_ns: f.next()?.parse().ok()?,
+            ctime_ns: f.next()?.parse().ok()?,
+            ino: f.next()?.parse().ok()?,
+            dev: f.next()?.parse().ok()?,
+        };
+        let path = f.next()?;
+        map.insert(PathBuf::from(path), (stamp, digest));
+    }
+    Some(map)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new
+/// contents, never a mix: temp file in the same folder, fsync, rename, fsync
+/// of the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_same_hash_and_a_changed_byte_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "hello").unwrap();
+        let mut h = FileHasher::default();
+        let first = h.hash_path(&f).unwrap().unwrap();
+        fs::write(&f, "hellO").unwrap();
+        assert_ne!(h.hash_path(&f).unwrap().unwrap(), first);
+        fs::write(&f, "hello").unwrap();
+        assert_eq!(h.hash_path(&f).unwrap().unwrap(), first);
+        assert_eq!(h.hash_path(&dir.path().join("missing")).unwrap(), None);
+    }
+
+    #[test]
+    fn folders_hash_names_and_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("a"), "1").unwrap();
+        fs::write(d.join("sub/b"), "2").unwrap();
+        let mut h = FileHasher::default();
+        let before = h.hash_path(&d).unwrap().unwrap();
+        fs::rename(d.join("a"), d.join("c")).unwrap();
+        let renamed = h.hash_path(&d).unwrap().unwrap();
+        assert_ne!(before, renamed);
+        fs::write(d.join("sub/b"), "3").unwrap();
+        assert_ne!(h.hash_path(&d).unwrap().unwrap(), renamed);
+    }
+
+    #[test]
+    fn a_file_changed_just_now_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "data").unwrap();
+        let mut h = FileHasher::default();
+        h.hash_path(&f).unwrap();
+        assert!(h.cache.is_empty());
+    }
+
+    #[test]
+    fn the_cache_saves_work_and_garbage_in_it_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "data").unwrap();
+        let cache = dir.path().join("cache");
+        // Just written, so racy by the default window; this test is not about that.
+        let mut h = FileHasher {
+            racy_ns: 0,
+            ..FileHasher::default()
+        };
+        let digest = h.hash_path(&f).unwrap().unwrap();
+        h.save(&cache).unwrap();
+
+        let mut again = FileHasher::load(&cache);
+        assert_eq!(again.hash_path(&f).unwrap().unwrap(), digest);
+        assert_eq!((again.stats.cache_hits, again.stats.files_hashed), (1, 0));
+
+        let saved = fs::read_to_string(&cache).unwrap();
+        let flipped = saved.replacen(&digest.to_string()[..4], "0000", 1);
+        for garbage in [
+            "",
+            "nonsense",
+            "stepwise stat-cache v1\nzz 1 2 3 4 5 /x\n",
+            flipped.as_str(),
+        ] {
+            fs::write(&cache, garbage).unwrap();
+            let mut h = FileHasher::load(&cache);
+            assert_eq!(h.hash_path(&f).unwrap().unwrap(), digest);
+            assert_eq!(h.stats.cache_hits, 0, "{garbage:?} was trusted");
+        }
+        // A lying entry (right stamp, wrong digest) cannot be told from a true
+        // one; but a stale stamp is never trusted:
+        let mut h = FileHasher::load(&cache);
+        fs::write(&f, "changed").unwrap();
+        assert_ne!(h.hash_path(&f).unwrap().unwrap(), digest);
+    }
+}

@@ -1,0 +1,274 @@
+//! What the files on disk say about each step: its fingerprint components
+//! (inputs hashed by content), which of its inputs and outputs are missing,
+//! and the digest of what it produced for the steps that need it.
+//!
+//! This is the effectful half of fingerprinting; [`crate::fingerprint`] is
+//! the pure half and [`crate::plan`] decides from the facts gathered here.
+
+use std::path::{Path, PathBuf};
+
+use crate::fingerprint::{self, Components, Digest};
+use crate::hash::FileHasher;
+use crate::pipeline::{Pipeline, StepId};
+
+/// A declared input that cannot be used right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingInput {
+    pub pattern: String,
+    /// "matches no file", "does not exist", or the read error.
+    pub why: String,
+}
+
+/// The facts about one step, gathered from the disk at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepFacts {
+    pub components: Components,
+    pub fingerprint: Digest,
+    pub missing_inputs: Vec<MissingInput>,
+    /// Declared outputs that do not exist, as written in the pipeline file.
+    pub missing_outputs: Vec<String>,
+    /// What the step hands to the steps that need it: the content of its
+    /// declared outputs when it declares some, else its fingerprint.
+    pub product: Digest,
+}
+
+/// The facts for a pipeline's steps, kept current as a run goes on.
+pub struct Survey<'p> {
+    pipeline: &'p Pipeline,
+    pub hasher: FileHasher,
+    facts: Vec<Option<StepFacts>>,
+}
+
+impl<'p> Survey<'p> {
+    pub fn new(pipeline: &'p Pipeline, hasher: FileHasher) -> Survey<'p> {
+        Survey {
+            pipeline,
+            hasher,
+            facts: vec![None; pipeline.steps.len()],
+        }
+    }
+
+    /// Gathers the facts of every step in `scope`, dependencies first.
+    pub fn survey(&mut self, scope: &[bool]) {
+        for id in self.pipeline.topological_order() {
+            if scope[id.index()] {
+                self.refresh(id);
+            }
+        }
+    }
+
+    /// The latest facts per step (`None` for steps not surveyed).
+    pub fn facts(&self) -> &[Option<StepFacts>] {
+        &self.facts
+    }
+
+    pub fn get(&self, id: StepId) -> Option<&StepFacts> {
+        self.facts[id.index()].as_ref()
+    }
+
+    /// Gathers a step's facts again from the disk as it is now, using the
+    /// latest products of its dependencies.
+    pub fn refresh(&mut self, id: StepId) -> &StepFacts {
+        let pipeline = self.pipeline;
+        let step = pipeline.step(id);
+        let mut c = Components::default();
+        c.insert("run", fingerprint::text(&step.run));
+        c.insert("shell", fingerprint::text_list(&pipeline.shell));
+        c.insert("dir", fingerprint::text(step.dir.as_deref().unwrap_or(".")));
+        for (key, value) in pipeline.env.iter().chain(&step.env) {
+            // The step's value wins over the pipeline's: later insert.
+            c.insert(format!("env:{key}"), fingerprint::text(value));
+        }
+        let dir = pipeline.step_dir(id);
+        let mut missing_inputs = Vec::new();
+        for pattern in &step.inputs {
+            match expand(&dir, pattern) {
+                Ok(paths) if paths.is_empty() => missing_inputs.push(MissingInput {
+                    pattern: pattern.clone(),
+                    why: if is_glob(pattern) {
+                        "matches no file".into()
+                    } else {
+                        "does not exist".into()
+                    },
+                }),
+                Ok(paths) => {
+                    for rel in paths {
+                        match self.hasher.hash_path(&dir.join(&rel)) {
+                            Ok(Some(d)) => c.insert(format!("input:{}", rel.display()), d),
+                            Ok(None) => missing_inputs.push(MissingInput {
+                                pattern: pattern.clone(),
+                                why: format!("{} disappeared", rel.display()),
+                            }),
+                            Err(e) => missing_inputs.push(MissingInput {
+                                pattern: pattern.clone(),
+                                why: format!("cannot read {}: {e}", rel.display()),
+                            }),
+                        }
+                    }
+                }
+                Err(why) => missing_inputs.push(MissingInput {
+                    pattern: pattern.clone(),
+                    why,
+                }),
+            }
+        }
+        for dep in &step.after {
+            let product = self.product_of(*dep);
+            c.insert(format!("dep:{}", pipeline.step(*dep).name), product);
+        }
+        let fingerprint = c.fingerprint();
+        let (missing_outputs, outputs_digest) = self.outputs(id);
+        let facts = StepFacts {
+            components: c,
+            fingerprint,
+            missing_inputs,
+            missing_outputs,
+            product: outputs_digest.unwrap_or(fingerprint),
+        };
+        self.facts[id.index()] = Some(facts);
+        self.facts[id.index()].as_ref().expect("just set")
+    }
+
+    /// Re-reads a step's outputs after it ran, so the steps that need it see
+    /// what it wrote.
+    pub fn refresh_product(&mut self, id: StepId) {
+        let (missing, digest) = self.outputs(id);
+        if let Some(facts) = &mut self.facts[id.index()] {
+            facts.missing_outputs = missing;
+            facts.product = digest.unwrap_or(facts.fingerprint);
+        }
+    }
+
+    fn product_of(&mut self, id: StepId) -> Digest {
+        if self.facts[id.index()].is_none() {
+            self.refresh(id);
+        }
+        self.facts[id.index()]
+            .as_ref()
+            .map_or_else(|| Digest([0; 16]), |f| f.product)
+    }
+
+    /// Which declared outputs are missing, and the digest of all of them
+    /// (`None` when the step declares none).
+    fn outputs(&mut self, id: StepId) -> (Vec<String>, Option<Digest>) {
+        let step = self.pipeline.step(id);
+        if step.outputs.is_empty() {
+            return (Vec::new(), None);
+        }
+        let paths = self.pipeline.output_paths(id);
+        let mut missing = Vec::new();
+        let mut hashed = Vec::with_capacity(paths.len());
+        for (written, path) in step.outputs.iter().zip(&paths) {
+            let digest = match self.hasher.hash_path(path) {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    missing.push(written.clone());
+                    Digest::of(b"missing")
+                }
+                Err(e) => Digest::of(format!("unreadable: {e}").as_bytes()),
+            };
+            hashed.push((written.clone(), digest));
+        }
+        (missing, Some(fingerprint::outputs_digest(&hashed)))
+    }
+}
+
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// The paths, relative to `dir`, that an input pattern names right now, in
+/// sorted order. A plain path names itself if it exists.
+pub fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    if !is_glob(pattern) {
+        let rel = PathBuf::from(pattern);
+        return Ok(if dir.join(&rel).exists() {
+            vec![rel]
+        } else {
+            Vec::new()
+        });
+    }
+    let base = glob::Pattern::escape(&dir.to_string_lossy());
+    let full = format!("{base}/{pattern}");
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let paths = glob::glob_with(&full, options)
+        .map_err(|e| format!("not a valid glob pattern ({})", e.msg))?;
+    let mut out = Vec::new();
+    for path in paths {
+        let path = path.map_err(|e| format!("cannot read {}", e.path().display()))?;
+        let rel = path
+            .strip_prefix(dir)
+            .map(Path::to_path_buf)
+            .unwrap_or(path);
+        out.push(rel);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether a declared output (an absolute path) provides an input pattern
+/// of a step running in `dir`: it is that file, it is a folder the input
+/// lies in, or the pattern matches it.
+pub fn output_provides(output: &Path, dir: &Path, pattern: &str) -> bool {
+    let wanted = normalize(&dir.join(pattern));
+    if wanted == output || wanted.starts_with(output) {
+        return true;
+    }
+    glob::Pattern::new(&wanted.to_string_lossy()).is_ok_and(|p| p.matches_path(output))
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_expand_sorted_and_relative() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        for f in ["b.csv", "a.csv", "c.txt"] {
+            std::fs::write(dir.path().join("data").join(f), f).unwrap();
+        }
+        let got = expand(dir.path(), "data/*.csv").unwrap();
+        assert_eq!(
+            got,
+            [PathBuf::from("data/a.csv"), PathBuf::from("data/b.csv")]
+        );
+        assert!(expand(dir.path(), "nope/*.csv").unwrap().is_empty());
+        assert!(expand(dir.path(), "missing.txt").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_output_folder_provides_what_is_in_it() {
+        let out = Path::new("/p/plots");
+        assert!(output_provides(out, Path::new("/p"), "plots/a.png"));
+        assert!(output_provides(
+            Path::new("/p/x.csv"),
+            Path::new("/p/w"),
+            "../x.csv"
+        ));
+        assert!(output_provides(
+            Path::new("/p/data/x.csv"),
+            Path::new("/p"),
+            "data/*.csv"
+        ));
+        assert!(!output_provides(out, Path::new("/p"), "other/a.png"));
+    }
+}
