@@ -10,11 +10,12 @@ use serde_json::json;
 use crate::checkpoint::{format_checkpoint, parse_checkpoint};
 use crate::error::{EXIT_OK, Error, IoContext, Result};
 use crate::history::{Attempt, export_checkpoint};
-use crate::journal::{self, Record, now};
-use crate::pipeline::{DEFAULT_FILE, Pipeline};
-use crate::plan::{Action, State, attempt_duration, describe_outcome, plan};
+use crate::journal;
+use crate::pipeline::DEFAULT_FILE;
+use crate::plan::{Action, Mode, State, attempt_duration, describe_outcome};
+use crate::project::{Project, Why};
 use crate::report::{Console, Progress, display_path};
-use crate::scheduler::{RunOptions, default_jobs, execute};
+use crate::scheduler::{RunOptions, default_jobs};
 use crate::state_dir::StateDir;
 use crate::time::format_time;
 
@@ -54,12 +55,26 @@ enum Command {
         /// After a failure, keep starting every step that does not need the failed one
         #[arg(short = 'k', long = "keep-going")]
         keep_going: bool,
+        /// A step is done if any attempt since its last forget succeeded, whatever changed since
+        #[arg(long)]
+        by_name: bool,
     },
     /// Show what `run` would do and why, without doing anything
     Plan {
         /// Only these steps, and the steps they need
         #[arg(value_name = "STEP")]
         steps: Vec<String>,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        /// A step is done if any attempt since its last forget succeeded, whatever changed since
+        #[arg(long)]
+        by_name: bool,
+    },
+    /// Explain, component by component, why a step will run or be skipped
+    Why {
+        #[arg(value_name = "STEP")]
+        step: String,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -82,6 +97,12 @@ enum Command {
         /// Forget every step
         #[arg(long, conflicts_with = "steps")]
         all: bool,
+        /// Also forget every step that needs these, directly or not
+        #[arg(long, conflicts_with = "all")]
+        downstream: bool,
+        /// Only show what would be forgotten
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Export or import the checkpoint as a JSON list of [name, ok] pairs
     #[command(subcommand)]
@@ -119,25 +140,60 @@ pub fn main() -> i32 {
     }
 }
 
+fn mode(by_name: bool) -> Mode {
+    if by_name {
+        Mode::ByName
+    } else {
+        Mode::Fingerprint
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
     let path = cli
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    let pipeline = Pipeline::load(&path)?;
-    let state = StateDir::for_pipeline(&pipeline);
+    let project = Project::open(&path)?;
     match cli.command {
         Command::Run {
             steps,
             jobs,
             keep_going,
-        } => run(&pipeline, &state, &steps, jobs, keep_going),
-        Command::Plan { steps, json } => show_plan(&pipeline, &state, &steps, json),
-        Command::Status { json } => status(&pipeline, &state, json),
-        Command::Log { step } => log(&pipeline, &state, &step),
-        Command::Forget { steps, all } => forget(&pipeline, &state, &steps, all),
-        Command::Checkpoint(CheckpointCommand::Export) => export(&state),
-        Command::Checkpoint(CheckpointCommand::Import { file }) => import(&pipeline, &state, &file),
+            by_name,
+        } => {
+            let options = RunOptions {
+                jobs: jobs
+                    .map(|j| j as usize)
+                    .or(project.pipeline.jobs)
+                    .unwrap_or_else(default_jobs),
+                keep_going,
+                kill_grace: project.pipeline.kill_grace,
+                mode: mode(by_name),
+            };
+            let mut console = Console::default();
+            let report = project.run(&steps, &options, &mut console)?;
+            match &report.summary {
+                Some(summary) => console.summary(&project.pipeline, summary),
+                None => eprintln!("nothing to do: every step in scope is done"),
+            }
+            Ok(report.exit_code())
+        }
+        Command::Plan {
+            steps,
+            json,
+            by_name,
+        } => show_plan(&project, &steps, json, mode(by_name)),
+        Command::Why { step, json } => why(&project, &step, json),
+        Command::Status { json } => status(&project, json),
+        Command::Log { step } => log(&project, &step),
+        Command::Forget {
+            steps,
+            all,
+            downstream,
+            dry_run,
+        } => forget(&project, &steps, all, downstream, dry_run),
+        Command::Checkpoint(CheckpointCommand::Export) => export(&project.state),
+        Command::Checkpoint(CheckpointCommand::Import { file }) => import(&project, &file),
     }
 }
 
@@ -147,56 +203,18 @@ fn warn(warnings: &[String]) {
     }
 }
 
-fn run(
-    pipeline: &Pipeline,
-    state: &StateDir,
-    steps: &[String],
-    jobs: Option<u32>,
-    keep_going: bool,
-) -> Result<i32> {
-    let selected = pipeline.resolve(steps)?;
-    let scope = pipeline.scope(&selected);
-    let mut writer = state.open_writer(pipeline.sync, "run")?;
-    warn(&writer.warnings);
-    let the_plan = plan(pipeline, &writer.history, &scope, None);
-    let mut console = Console::default();
-    console.plan(pipeline, &the_plan);
-    if the_plan.remaining() == 0 {
-        eprintln!("nothing to do: every step in scope is done");
-        return Ok(EXIT_OK);
-    }
-    let options = RunOptions {
-        jobs: jobs
-            .map(|j| j as usize)
-            .or(pipeline.jobs)
-            .unwrap_or_else(default_jobs),
-        keep_going,
-        kill_grace: pipeline.kill_grace,
-    };
-    let summary = execute(
-        pipeline,
-        &the_plan,
-        state,
-        &mut writer,
-        &mut console,
-        &options,
-    )?;
-    console.summary(pipeline, &summary);
-    writer.store.close()?;
-    Ok(summary.exit_code())
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .context("cannot write to stdout")?;
+    out.flush().context("cannot write to stdout")
 }
 
-fn show_plan(pipeline: &Pipeline, state: &StateDir, steps: &[String], json: bool) -> Result<i32> {
-    let selected = pipeline.resolve(steps)?;
-    let loaded = state.load()?;
-    warn(&loaded.warnings);
-    let the_plan = plan(
-        pipeline,
-        &loaded.history,
-        &pipeline.scope(&selected),
-        loaded.live_run,
-    );
-    let mut out = std::io::stdout().lock();
+fn show_plan(project: &Project, steps: &[String], json: bool, mode: Mode) -> Result<i32> {
+    let pipeline = &project.pipeline;
+    let inspection = project.inspect(steps, mode)?;
+    warn(&inspection.loaded.warnings);
+    let the_plan = &inspection.plan;
     if json {
         let steps: Vec<_> = the_plan
             .steps
@@ -207,6 +225,8 @@ fn show_plan(pipeline: &Pipeline, state: &StateDir, steps: &[String], json: bool
                     "action": s.action,
                     "state": s.state,
                     "reason": s.reason,
+                    "reasons": s.reasons,
+                    "warnings": s.warnings,
                 })
             })
             .collect();
@@ -216,16 +236,13 @@ fn show_plan(pipeline: &Pipeline, state: &StateDir, steps: &[String], json: bool
             "remaining": the_plan.remaining(),
             "steps": steps,
         });
-        writeln!(out, "{doc}").context("cannot write to stdout")?;
-        return Ok(EXIT_OK);
+        return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
-    writeln!(out, "{the_plan}").context("cannot write to stdout")?;
-    if let Some(holder) = &loaded.writer {
-        writeln!(
-            out,
-            "({holder} is working on this pipeline; this is what it has recorded so far)"
-        )
-        .context("cannot write to stdout")?;
+    let mut out = format!("{the_plan}\n");
+    if let Some(holder) = &inspection.loaded.writer {
+        out += &format!(
+            "({holder} is working on this pipeline; this is what it has recorded so far)\n"
+        );
     }
     let width = the_plan
         .steps
@@ -238,21 +255,155 @@ fn show_plan(pipeline: &Pipeline, state: &StateDir, steps: &[String], json: bool
             Action::Run => "run ",
             Action::Skip => "skip",
         };
-        writeln!(
-            out,
-            "  {action}  {:width$}  {:11}  {}",
+        out += &format!(
+            "  {action}  {:width$}  {:11}  {}\n",
             pipeline.step(s.id).name,
             s.state,
             s.reason
-        )
-        .context("cannot write to stdout")?;
+        );
+        for w in &s.warnings {
+            out += &format!(
+                "  {:width$}        warning: {w}; the step will fail unless it appears\n",
+                ""
+            );
+        }
     }
-    Ok(EXIT_OK)
+    print(&out).map(|_| EXIT_OK)
+}
+
+fn why(project: &Project, step: &str, json: bool) -> Result<i32> {
+    let (why, warnings) = project.why(step, Mode::Fingerprint)?;
+    warn(&warnings);
+    let pipeline = &project.pipeline;
+    let name = &pipeline.step(why.id).name;
+    if json {
+        let changes: Vec<_> = why
+            .changes
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(&c.reason).unwrap_or_default();
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("was".into(), json!(c.was.map(|d| d.to_string())));
+                    obj.insert("now".into(), json!(c.now.map(|d| d.to_string())));
+                }
+                v
+            })
+            .collect();
+        let doc = json!({
+            "version": 1,
+            "name": name,
+            "action": why.plan.action,
+            "state": why.plan.state,
+            "reason": why.plan.reason,
+            "compared_with": why.compared_with.as_ref().map(|a| json!({
+                "attempt": a.number,
+                "run": a.run,
+                "imported": a.imported(),
+                "finished_at": a.finished.as_ref().map(|f| f.at),
+                "fingerprint": a.stamp.as_ref().map(|s| s.fingerprint.to_string()),
+            })),
+            "reasons": changes,
+            "unchanged": why.unchanged,
+            "warnings": why.plan.warnings,
+        });
+        return print(&format!("{doc}\n")).map(|_| EXIT_OK);
+    }
+    print(&explain(project, &why)).map(|_| EXIT_OK)
+}
+
+/// `why` in words.
+fn explain(project: &Project, why: &Why) -> String {
+    let pipeline = &project.pipeline;
+    let name = &pipeline.step(why.id).name;
+    let verdict = match why.plan.action {
+        Action::Run => "will run",
+        Action::Skip => "will be skipped",
+    };
+    let mut out = format!("{name}: {verdict} ({})\n", why.plan.state);
+    let compared = why.compared_with.as_ref().filter(|a| a.stamp.is_some());
+    match (why.plan.state, compared) {
+        (State::Done | State::Imported, Some(a)) => {
+            out += &format!("  {}\n", why.plan.reason);
+            out += &format!(
+                "  attempt {} was made with the step exactly as it is now: {}\n",
+                a.number,
+                summarize_components(&why.unchanged)
+            );
+            let outputs = &pipeline.step(why.id).outputs;
+            if !outputs.is_empty() {
+                out += &format!("  its outputs are present: {}\n", outputs.join(", "));
+            }
+        }
+        (State::Done | State::Imported, None) => {
+            out += &format!("  {}\n", why.plan.reason);
+            out += "  it is done by name: it has no fingerprint to compare (imported while an input was missing, or planned --by-name)\n";
+        }
+        (State::Stale, Some(a)) => {
+            let when = a.finished.as_ref().map_or(a.started_at, |f| f.at);
+            let which = if a.imported() {
+                "the imported success".to_string()
+            } else {
+                format!("attempt {}", a.number)
+            };
+            out += &format!(
+                "  compared with {which}, which succeeded on {}:\n",
+                format_time(when)
+            );
+            for c in &why.changes {
+                out += &format!("  - {}", c.reason);
+                match (c.was, c.now) {
+                    (Some(was), Some(now)) => {
+                        out += &format!(" (was {}, now {})", was.short(), now.short())
+                    }
+                    (Some(was), None) => out += &format!(" (was {})", was.short()),
+                    (None, Some(now)) => out += &format!(" (now {})", now.short()),
+                    (None, None) => {}
+                }
+                if let crate::fingerprint::Reason::DependencyWillRun { step } = &c.reason
+                    && let Some(dep) = pipeline.find(step).and_then(|d| why.full_plan.step(d))
+                {
+                    out += &format!(" ({}: {})", dep.state, dep.reason);
+                }
+                out += "\n";
+            }
+            if !why.unchanged.is_empty() {
+                out += &format!("  unchanged: {}\n", summarize_components(&why.unchanged));
+            }
+        }
+        _ => out += &format!("  {}\n", why.plan.reason),
+    }
+    for m in &why.missing_inputs {
+        out += &format!("  warning: input `{}` {}\n", m.pattern, m.why);
+    }
+    out
+}
+
+/// "command, shell, dir, 2 env vars, 3 inputs, 1 dependency".
+fn summarize_components(keys: &[String]) -> String {
+    let count = |prefix: &str| keys.iter().filter(|k| k.starts_with(prefix)).count();
+    let mut parts: Vec<String> = Vec::new();
+    for (key, word) in [("run", "command"), ("shell", "shell"), ("dir", "dir")] {
+        if keys.iter().any(|k| k == key) {
+            parts.push(word.into());
+        }
+    }
+    for (prefix, one, many) in [
+        ("env:", "env var", "env vars"),
+        ("input:", "input", "inputs"),
+        ("dep:", "dependency", "dependencies"),
+    ] {
+        match count(prefix) {
+            0 => {}
+            1 => parts.push(format!("1 {one}")),
+            n => parts.push(format!("{n} {many}")),
+        }
+    }
+    parts.join(", ")
 }
 
 fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> serde_json::Value {
     let (exit_code, signal) = match a.finished.as_ref().map(|f| &f.outcome) {
-        Some(journal::Outcome::Success) => (Some(0), None),
+        Some(journal::Outcome::Success | journal::Outcome::OutputsMissing(_)) => (Some(0), None),
         Some(journal::Outcome::Exited(c)) => (Some(*c), None),
         Some(journal::Outcome::Signaled(s) | journal::Outcome::Interrupted(s)) => (None, Some(*s)),
         _ => (None, None),
@@ -273,16 +424,12 @@ fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> serde_json::Value 
     })
 }
 
-fn status(pipeline: &Pipeline, state: &StateDir, json: bool) -> Result<i32> {
-    let loaded = state.load()?;
+fn status(project: &Project, json: bool) -> Result<i32> {
+    let (pipeline, state) = (&project.pipeline, &project.state);
+    let inspection = project.inspect(&[], Mode::Fingerprint)?;
+    let loaded = &inspection.loaded;
     warn(&loaded.warnings);
-    let the_plan = plan(
-        pipeline,
-        &loaded.history,
-        &pipeline.scope(&[]),
-        loaded.live_run,
-    );
-    let mut out = std::io::stdout().lock();
+    let the_plan = &inspection.plan;
     if json {
         let steps: Vec<_> = the_plan
             .steps
@@ -299,8 +446,7 @@ fn status(pipeline: &Pipeline, state: &StateDir, json: bool) -> Result<i32> {
             })
             .collect();
         let doc = json!({ "version": 1, "running": loaded.writer.as_ref().map(|h| h.pid), "steps": steps });
-        writeln!(out, "{doc}").context("cannot write to stdout")?;
-        return Ok(EXIT_OK);
+        return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
     let rows: Vec<[String; 6]> = the_plan
         .steps
@@ -322,10 +468,15 @@ fn status(pipeline: &Pipeline, state: &StateDir, json: bool) -> Result<i32> {
                     let result = match &a.finished {
                         None if s.state == State::Running => "running".to_string(),
                         None => "interrupted".to_string(),
-                        Some(f) if a.imported() => format!(
-                            "imported ({})",
-                            if f.outcome.ok() { "ok" } else { "failed" }
-                        ),
+                        Some(f) if a.imported() => {
+                            format!(
+                                "imported ({})",
+                                if f.outcome.ok() { "ok" } else { "failed" }
+                            )
+                        }
+                        Some(f) if f.outcome.ok() && s.state == State::Stale => {
+                            "ok (now stale)".to_string()
+                        }
                         Some(f) if f.outcome.ok() => "ok".to_string(),
                         Some(f) => describe_outcome(&f.outcome),
                     };
@@ -350,8 +501,9 @@ fn status(pipeline: &Pipeline, state: &StateDir, json: bool) -> Result<i32> {
             *w = (*w).max(cell.chars().count());
         }
     }
+    let mut out = String::new();
     if let Some(holder) = &loaded.writer {
-        writeln!(out, "{holder} is working on this pipeline").context("cannot write to stdout")?;
+        out += &format!("{holder} is working on this pipeline\n");
     }
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
@@ -362,12 +514,14 @@ fn status(pipeline: &Pipeline, state: &StateDir, json: bool) -> Result<i32> {
                 line.push_str(&format!("{cell:w$}  "));
             }
         }
-        writeln!(out, "{}", line.trim_end()).context("cannot write to stdout")?;
+        out += line.trim_end();
+        out.push('\n');
     }
-    Ok(EXIT_OK)
+    print(&out).map(|_| EXIT_OK)
 }
 
-fn log(pipeline: &Pipeline, state: &StateDir, step: &str) -> Result<i32> {
+fn log(project: &Project, step: &str) -> Result<i32> {
+    let (pipeline, state) = (&project.pipeline, &project.state);
     let id = pipeline.resolve(&[step.to_string()])?[0];
     let name = &pipeline.step(id).name;
     let loaded = state.load()?;
@@ -390,22 +544,35 @@ fn log(pipeline: &Pipeline, state: &StateDir, step: &str) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn forget(pipeline: &Pipeline, state: &StateDir, steps: &[String], all: bool) -> Result<i32> {
-    let ids = pipeline.resolve(steps)?;
-    let mut writer = state.open_writer(pipeline.sync, "forget")?;
-    warn(&writer.warnings);
-    let names: Vec<String> = ids
-        .iter()
-        .map(|&id| pipeline.step(id).name.clone())
-        .collect();
-    writer.record(Record::Forgotten {
-        at: now(),
-        steps: if all { None } else { Some(names.clone()) },
-    })?;
-    writer.store.close()?;
+fn forget(
+    project: &Project,
+    steps: &[String],
+    all: bool,
+    downstream: bool,
+    dry_run: bool,
+) -> Result<i32> {
+    let names = |ids: &[crate::StepId]| -> Vec<String> {
+        ids.iter()
+            .map(|&id| project.pipeline.step(id).name.clone())
+            .collect()
+    };
+    if dry_run {
+        let ids = project.forget_targets(steps, all, downstream)?;
+        let mut out = format!(
+            "would forget {} step{}:\n",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" }
+        );
+        for name in names(&ids) {
+            out += &format!("  {name}\n");
+        }
+        return print(&out).map(|_| EXIT_OK);
+    }
+    let ids = project.forget(steps, all, downstream)?;
     if all {
         eprintln!("forgot every step: the next run runs them all");
     } else {
+        let names = names(&ids);
         eprintln!(
             "forgot {}: the next run runs {}",
             names.join(", "),
@@ -419,15 +586,10 @@ fn export(state: &StateDir) -> Result<i32> {
     let mut records = Vec::new();
     let (_, warnings) = state.read(&mut |r| records.push(r))?;
     warn(&warnings);
-    let text = format_checkpoint(&export_checkpoint(records));
-    std::io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .context("cannot write to stdout")?;
-    Ok(EXIT_OK)
+    print(&format_checkpoint(&export_checkpoint(records))).map(|_| EXIT_OK)
 }
 
-fn import(pipeline: &Pipeline, state: &StateDir, file: &Path) -> Result<i32> {
+fn import(project: &Project, file: &Path) -> Result<i32> {
     let bytes = if file == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
@@ -447,28 +609,20 @@ fn import(pipeline: &Pipeline, state: &StateDir, file: &Path) -> Result<i32> {
             "nothing was imported; the journal is unchanged",
         )
     })?;
-    let mut unknown: Vec<&str> = attempts
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(|n| pipeline.find(n).is_none())
-        .collect();
-    unknown.sort_unstable();
-    unknown.dedup();
-    let mut writer = state.open_writer(pipeline.sync, "checkpoint import")?;
-    warn(&writer.warnings);
+    let ok = attempts.iter().filter(|(_, ok)| *ok).count();
+    let total = attempts.len();
+    let (unknown, by_name) = project.import(attempts)?;
     for name in &unknown {
         eprintln!(
             "warning: `{name}` is not a step of {}; its attempts are recorded but change nothing",
-            pipeline.path.display()
+            project.pipeline.path.display()
         );
     }
-    let ok = attempts.iter().filter(|(_, ok)| *ok).count();
-    let total = attempts.len();
-    writer.record(Record::Imported {
-        at: now(),
-        attempts,
-    })?;
-    writer.store.close()?;
+    for name in &by_name {
+        eprintln!(
+            "warning: `{name}` has a missing input, so its fingerprint cannot be computed; its imported success counts by name"
+        );
+    }
     eprintln!(
         "imported {total} attempt{} ({ok} successful) from {}",
         if total == 1 { "" } else { "s" },

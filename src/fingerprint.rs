@@ -162,6 +162,9 @@ pub enum Reason {
     InputMissing { pattern: String },
     #[serde(rename = "output missing")]
     OutputMissing { path: String },
+    /// A later attempt than the success may have rewritten the outputs.
+    #[serde(rename = "outputs touched")]
+    OutputsTouched { attempt: u32 },
     #[serde(rename = "dependency changed")]
     DependencyChanged { step: String },
     #[serde(rename = "dependency added")]
@@ -192,6 +195,12 @@ impl fmt::Display for Reason {
             Reason::InputRemoved { path } => write!(f, "input removed: {path}"),
             Reason::InputMissing { pattern } => write!(f, "input missing: {pattern}"),
             Reason::OutputMissing { path } => write!(f, "output missing: {path}"),
+            Reason::OutputsTouched { attempt } => {
+                write!(
+                    f,
+                    "outputs may have been changed by attempt {attempt}, which did not finish well"
+                )
+            }
             Reason::DependencyChanged { step } => write!(f, "dependency changed: {step}"),
             Reason::DependencyAdded { step } => write!(f, "dependency added: {step}"),
             Reason::DependencyRemoved { step } => write!(f, "dependency removed: {step}"),

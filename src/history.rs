@@ -4,8 +4,9 @@
 //! [`History`], never the journal itself.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::journal::{Millis, Outcome, Record};
+use crate::journal::{Millis, Outcome, Record, Stamp};
 
 /// One attempt of a step, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,9 @@ pub struct Attempt {
     pub started_at: Millis,
     /// `None` while running, or if the runner died while it ran.
     pub finished: Option<Finished>,
+    /// What the step was when this attempt started; `None` if that could
+    /// not be computed (then the attempt counts by name alone).
+    pub stamp: Option<Arc<Stamp>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +105,7 @@ impl History {
                 step,
                 attempt,
                 at,
+                stamp,
             } => {
                 let h = self.steps.entry(step).or_default();
                 h.attempts_started = h.attempts_started.max(attempt);
@@ -109,6 +114,7 @@ impl History {
                     number: attempt,
                     started_at: at,
                     finished: None,
+                    stamp: stamp.map(Arc::new),
                 };
                 h.last = Some(a.clone());
                 h.current = Some(a);
@@ -159,10 +165,20 @@ impl History {
                     }
                 }
             },
-            Record::Imported { at, attempts } => {
+            Record::Imported {
+                at,
+                attempts,
+                mut stamps,
+            } => {
+                let stamps: HashMap<String, Arc<Stamp>> = std::mem::take(&mut stamps)
+                    .into_iter()
+                    .map(|(n, s)| (n, Arc::new(s)))
+                    .collect();
                 for (step, ok) in attempts {
+                    let stamp = stamps.get(&step).cloned();
                     let h = self.steps.entry(step).or_default();
                     let a = Attempt {
+                        stamp,
                         run: None,
                         number: 0,
                         started_at: at,
@@ -286,6 +302,7 @@ mod tests {
             step: step.into(),
             attempt,
             at: 0,
+            stamp: None,
         }
     }
     fn finish(step: &str, attempt: u32, ok: bool) -> Record {
@@ -357,6 +374,7 @@ mod tests {
             Record::Imported {
                 at: 2,
                 attempts: vec![("c".into(), true)],
+                stamps: Default::default(),
             },
             start("a", 2),
             finish("a", 2, false),
@@ -376,6 +394,7 @@ mod tests {
         let h = History::from_records([Record::Imported {
             at: 1,
             attempts: vec![("a".into(), false), ("a".into(), true)],
+            stamps: Default::default(),
         }]);
         assert_eq!(h.checkpoint().collect::<Vec<_>>(), [("a", true)]);
         assert_eq!(h.step("a").unwrap().attempts_started, 0);

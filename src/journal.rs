@@ -14,6 +14,7 @@
 //!    records, which only makes those steps run again.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
+use crate::fingerprint::{Components, Digest};
 use crate::pipeline::SyncMode;
 
 /// The format version this stepwise writes and reads, stored in every record
@@ -58,6 +60,16 @@ pub enum Outcome {
     Interrupted(i32),
     /// Could not be started at all; the message says why.
     NotStarted(String),
+    /// Exited 0 without creating these declared outputs.
+    OutputsMissing(Vec<String>),
+}
+
+/// What a step was when an attempt of it started (or was imported): its
+/// fingerprint and the components it was made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub fingerprint: Digest,
+    pub parts: Components,
 }
 
 impl Outcome {
@@ -78,6 +90,8 @@ pub enum Record {
         step: String,
         attempt: u32,
         at: Millis,
+        /// `None` when it could not be computed (a declared input missing).
+        stamp: Option<Stamp>,
     },
     /// An attempt ended.
     AttemptFinished {
@@ -93,10 +107,13 @@ pub enum Record {
         at: Millis,
         steps: Option<Vec<String>>,
     },
-    /// Attempts imported from a checkpoint file, `(name, ok)` in order.
+    /// Attempts imported from a checkpoint file, `(name, ok)` in order,
+    /// with each step's stamp as it stood at import time where it could be
+    /// computed.
     Imported {
         at: Millis,
         attempts: Vec<(String, bool)>,
+        stamps: BTreeMap<String, Stamp>,
     },
     /// A `run` ended with this exit code; `None` when its runner died
     /// (killed, power cut) and a later run closed it after cleaning up what
@@ -124,6 +141,14 @@ struct Raw<'a> {
     at: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Cow<'a, str>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    parts: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    stamps: Option<BTreeMap<Cow<'a, str>, RawStamp<'a>>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    missing: Option<Vec<Cow<'a, str>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ok: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,10 +186,15 @@ impl Record {
                 step,
                 attempt,
                 at,
+                stamp,
             } => {
                 raw.event = "start".into();
                 (raw.run, raw.step, raw.attempt, raw.at) =
                     (Some(*run), Some(step.into()), Some(*attempt), *at);
+                if let Some(stamp) = stamp {
+                    let RawStamp { fingerprint, parts } = RawStamp::from(stamp);
+                    (raw.fingerprint, raw.parts) = (Some(fingerprint), Some(parts));
+                }
             }
             Record::AttemptFinished {
                 run,
@@ -192,6 +222,11 @@ impl Record {
                         raw.reason = Some("not started".into());
                         raw.error = Some(message.into());
                     }
+                    Outcome::OutputsMissing(paths) => {
+                        raw.exit_code = Some(0);
+                        raw.reason = Some("outputs missing".into());
+                        raw.missing = Some(paths.iter().map(|p| p.into()).collect());
+                    }
                 }
             }
             Record::Forgotten { at, steps } => {
@@ -202,10 +237,22 @@ impl Record {
                     Some(steps) => raw.steps = Some(steps.iter().map(|s| s.into()).collect()),
                 }
             }
-            Record::Imported { at, attempts } => {
+            Record::Imported {
+                at,
+                attempts,
+                stamps,
+            } => {
                 raw.event = "import".into();
                 raw.at = *at;
                 raw.attempts = Some(attempts.iter().map(|(n, ok)| (n.into(), *ok)).collect());
+                if !stamps.is_empty() {
+                    raw.stamps = Some(
+                        stamps
+                            .iter()
+                            .map(|(n, s)| (n.into(), RawStamp::from(s)))
+                            .collect(),
+                    );
+                }
             }
             Record::RunFinished { run, at, exit_code } => {
                 raw.event = "end".into();
@@ -263,6 +310,16 @@ impl Record {
                 step: need(raw.step, "step", event)?.into_owned(),
                 attempt: need(raw.attempt, "attempt", event)?,
                 at,
+                stamp: match raw.fingerprint {
+                    None => None,
+                    Some(fingerprint) => Some(
+                        RawStamp {
+                            fingerprint,
+                            parts: raw.parts.unwrap_or_default(),
+                        }
+                        .parse()?,
+                    ),
+                },
             },
             "finish" => {
                 let ok = need(raw.ok, "ok", event)?;
@@ -273,6 +330,13 @@ impl Record {
                     (false, Some("not started")) => {
                         Outcome::NotStarted(raw.error.map(Cow::into_owned).unwrap_or_default())
                     }
+                    (false, Some("outputs missing")) => Outcome::OutputsMissing(
+                        raw.missing
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(Cow::into_owned)
+                            .collect(),
+                    ),
                     (false, _) => match (raw.exit_code, raw.signal) {
                         (Some(code), _) => Outcome::Exited(code),
                         (None, Some(sig)) => Outcome::Signaled(sig),
@@ -302,6 +366,12 @@ impl Record {
                     .into_iter()
                     .map(|(n, ok)| (n.into_owned(), ok))
                     .collect(),
+                stamps: raw
+                    .stamps
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(n, s)| Ok((n.into_owned(), s.parse()?)))
+                    .collect::<std::result::Result<_, String>>()?,
             },
             "end" => Record::RunFinished {
                 run: need(raw.run, "run", event)?,
@@ -310,6 +380,40 @@ impl Record {
             },
             other => return Err(format!("unknown event `{other}`")),
         })
+    }
+}
+
+/// A [`Stamp`] as stored: hex digests.
+#[derive(Serialize, Deserialize)]
+struct RawStamp<'a> {
+    #[serde(borrow)]
+    fingerprint: Cow<'a, str>,
+    #[serde(borrow, default)]
+    parts: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+impl From<&Stamp> for RawStamp<'_> {
+    fn from(stamp: &Stamp) -> Self {
+        RawStamp {
+            fingerprint: stamp.fingerprint.to_string().into(),
+            parts: stamp
+                .parts
+                .0
+                .iter()
+                .map(|(k, d)| (k.clone().into(), d.to_string().into()))
+                .collect(),
+        }
+    }
+}
+
+impl RawStamp<'_> {
+    fn parse(self) -> std::result::Result<Stamp, String> {
+        let fingerprint: Digest = self.fingerprint.parse()?;
+        let mut parts = Components::default();
+        for (key, digest) in self.parts {
+            parts.insert(key.into_owned(), digest.parse::<Digest>()?);
+        }
+        Ok(Stamp { fingerprint, parts })
     }
 }
 
@@ -638,6 +742,7 @@ mod tests {
                 step: "a\"b".into(),
                 attempt: 1,
                 at: 6,
+                stamp: None,
             },
             Record::AttemptFinished {
                 run: 1,
@@ -695,6 +800,7 @@ mod tests {
             Record::Imported {
                 at: 9,
                 attempts: vec![("a".into(), true), ("b".into(), false)],
+                stamps: Default::default(),
             },
             Record::RunFinished {
                 run: 1,

@@ -17,6 +17,8 @@
 //! - [`plan`]: which steps run and why
 //! - [`scheduler`] and [`process`]: running steps along the graph
 //! - [`state_dir`] and [`lock`]: the `.stepwise/` folder and its one writer
+//! - [`project`]: a pipeline and its state dir, with the operations of the
+//!   command line as library calls
 //! - [`report`]: what a run prints
 //! - [`cli`]: the command line, a thin layer over the above
 
@@ -32,6 +34,7 @@ pub mod lock;
 pub mod pipeline;
 pub mod plan;
 pub mod process;
+pub mod project;
 pub mod report;
 pub mod scheduler;
 pub mod state_dir;
@@ -41,4 +44,5 @@ pub mod workspace;
 pub use checkpoint::{ResumePlan, resume_from_checkpoint};
 pub use error::{Error, Result};
 pub use pipeline::{Pipeline, Step, StepId};
-pub use plan::{Plan, plan};
+pub use plan::{Mode, Plan, plan};
+pub use project::Project;

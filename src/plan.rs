@@ -1,18 +1,27 @@
 //! The plan: for every step in scope, run it or skip it, and why.
 //!
-//! The decision itself is the seed contract,
-//! [`resume_from_checkpoint`](crate::resume_from_checkpoint), applied to the
-//! checkpoint the [`History`] holds; this module only adds the words.
+//! Two modes. [`Mode::ByName`] is the seed contract exactly:
+//! [`resume_from_checkpoint`](crate::resume_from_checkpoint) applied to the
+//! checkpoint the [`History`] holds. [`Mode::Fingerprint`] (the default)
+//! starts from the same decision and only ever turns "skip" into "run": a
+//! step is done when its latest successful attempt since its last forget was
+//! made with the step's current fingerprint, its declared outputs exist, and
+//! nothing it needs will run first.
+//!
+//! Pure: the facts about files come in as [`StepFacts`], gathered by
+//! [`crate::workspace`].
 
 use std::fmt;
 
 use serde::Serialize;
 
 use crate::checkpoint::resume_from_checkpoint;
-use crate::history::{Attempt, History};
+use crate::fingerprint::Reason;
+use crate::history::{Attempt, History, StepHistory};
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::time::{format_duration_ms, format_time};
+use crate::workspace::{StepFacts, output_provides};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,19 +30,35 @@ pub enum Action {
     Skip,
 }
 
-/// Where a step stands, as far as the journal knows.
+/// How "done" is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Done means: succeeded with the step as it is now, outputs present,
+    /// nothing upstream about to run.
+    #[default]
+    Fingerprint,
+    /// Done means: any attempt since the last forget succeeded (the seed
+    /// contract, `--by-name`).
+    ByName,
+}
+
+/// Where a step stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum State {
-    /// Succeeded in a run.
+    /// Succeeded in a run, and still describes the step.
     #[serde(rename = "done")]
     Done,
     /// Marked successful by `checkpoint import`.
     #[serde(rename = "imported")]
     Imported,
+    /// Succeeded, but no longer describes the step (see the reasons).
+    #[serde(rename = "stale")]
+    Stale,
     /// Its latest attempt failed.
     #[serde(rename = "failed")]
     Failed,
-    /// Its latest attempt started and never finished: the runner was killed.
+    /// Its latest attempt started and never finished, or was stopped by a
+    /// signal to the run.
     #[serde(rename = "interrupted")]
     Interrupted,
     /// Its latest attempt is running right now, in another process.
@@ -52,6 +77,7 @@ impl State {
         match self {
             State::Done => "done",
             State::Imported => "imported",
+            State::Stale => "stale",
             State::Failed => "failed",
             State::Interrupted => "interrupted",
             State::Running => "running",
@@ -73,8 +99,13 @@ pub struct StepPlan {
     pub id: StepId,
     pub action: Action,
     pub state: State,
-    /// The reason, in words.
+    /// Why it runs (empty when it is skipped).
+    pub reasons: Vec<Reason>,
+    /// The decision in words.
     pub reason: String,
+    /// Declared inputs missing now that no step running before it declares
+    /// as an output: the step will fail unless they appear.
+    pub warnings: Vec<Reason>,
 }
 
 /// The decision for every step in scope, in pipeline order.
@@ -102,6 +133,11 @@ impl Plan {
             .filter(|s| s.action == Action::Run)
             .map(|s| s.id)
     }
+
+    /// The plan of one step, if it is in scope.
+    pub fn step(&self, id: StepId) -> Option<&StepPlan> {
+        self.steps.iter().find(|s| s.id == id)
+    }
 }
 
 impl fmt::Display for Plan {
@@ -118,74 +154,225 @@ impl fmt::Display for Plan {
 /// Plans the steps of `pipeline` that `scope` marks (see
 /// [`Pipeline::scope`]). `live_run` is the id of a run in progress in another
 /// process, if any: its unfinished attempts are running, not interrupted.
-pub fn plan(pipeline: &Pipeline, history: &History, scope: &[bool], live_run: Option<u64>) -> Plan {
+/// `facts` are the surveyed facts per step for [`Mode::Fingerprint`]; `None`
+/// plans [`Mode::ByName`].
+pub fn plan(
+    pipeline: &Pipeline,
+    history: &History,
+    scope: &[bool],
+    live_run: Option<u64>,
+    facts: Option<&[Option<StepFacts>]>,
+) -> Plan {
     let in_scope: Vec<&str> = pipeline
         .ids()
         .filter(|id| scope[id.index()])
         .map(|id| pipeline.step(id).name.as_str())
         .collect();
+    // The seed contract decides first; fingerprints can only add work.
     let seed = resume_from_checkpoint(&in_scope, history.checkpoint());
-    let mut done = vec![false; pipeline.steps.len()];
+    let mut seed_done = vec![false; pipeline.steps.len()];
     for name in seed.done {
         if let Some(id) = pipeline.find(name) {
-            done[id.index()] = true;
+            seed_done[id.index()] = true;
         }
     }
-    let steps = pipeline
-        .ids()
-        .filter(|id| scope[id.index()])
-        .map(|id| {
-            let h = history.step(&pipeline.step(id).name);
-            let (state, reason) = describe(h, done[id.index()], live_run);
-            StepPlan {
-                id,
-                action: if done[id.index()] {
-                    Action::Skip
+
+    let mut decided: Vec<Option<StepPlan>> = vec![None; pipeline.steps.len()];
+    for id in pipeline.topological_order() {
+        if !scope[id.index()] {
+            continue;
+        }
+        let h = history.step(&pipeline.step(id).name);
+        let success = h.and_then(|h| h.success.as_ref().map(|s| (h, s)));
+        let mut step_plan = match (seed_done[id.index()], success) {
+            (true, Some((h, success))) => {
+                let mut reasons = Vec::new();
+                if let Some(facts) = facts {
+                    let current = facts[id.index()].as_ref();
+                    let declares_outputs = !pipeline.step(id).outputs.is_empty();
+                    reasons = staleness(h, success, current, declares_outputs);
+                    for &dep in &pipeline.step(id).after {
+                        let dep_runs = decided[dep.index()]
+                            .as_ref()
+                            .is_some_and(|p| p.action == Action::Run);
+                        let name = &pipeline.step(dep).name;
+                        let named = reasons.iter().any(
+                            |r| matches!(r, Reason::DependencyChanged { step } if step == name),
+                        );
+                        if dep_runs && !named {
+                            reasons.push(Reason::DependencyWillRun { step: name.clone() });
+                        }
+                    }
+                }
+                if reasons.is_empty() {
+                    let (state, reason) = describe_success(success);
+                    StepPlan {
+                        id,
+                        action: Action::Skip,
+                        state,
+                        reasons,
+                        reason,
+                        warnings: Vec::new(),
+                    }
                 } else {
-                    Action::Run
-                },
-                state,
-                reason,
+                    let reason = reasons
+                        .iter()
+                        .map(Reason::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    StepPlan {
+                        id,
+                        action: Action::Run,
+                        state: State::Stale,
+                        reasons,
+                        reason,
+                        warnings: Vec::new(),
+                    }
+                }
             }
-        })
-        .collect();
-    Plan { steps }
+            _ => {
+                let (state, reason, why) = describe_not_done(h, live_run);
+                StepPlan {
+                    id,
+                    action: Action::Run,
+                    state,
+                    reasons: vec![why],
+                    reason,
+                    warnings: Vec::new(),
+                }
+            }
+        };
+        if step_plan.action == Action::Run
+            && let Some(facts) = facts.and_then(|f| f[id.index()].as_ref())
+        {
+            step_plan.warnings = facts
+                .missing_inputs
+                .iter()
+                .filter(|m| !provided_upstream(pipeline, id, &m.pattern, &decided))
+                .map(|m| Reason::InputMissing {
+                    pattern: m.pattern.clone(),
+                })
+                .collect();
+        }
+        decided[id.index()] = Some(step_plan);
+    }
+    // `decided` is indexed by step id, so flattening it is pipeline order.
+    Plan {
+        steps: decided.into_iter().flatten().collect(),
+    }
 }
 
-fn describe(
-    h: Option<&crate::history::StepHistory>,
-    done: bool,
-    live_run: Option<u64>,
-) -> (State, String) {
-    let Some(h) = h else {
-        return (State::NeverRun, "no attempt recorded".into());
+/// Why a success no longer describes the step, compared with the facts now.
+/// Empty when it still does. A success without a stamp (imported while an
+/// input was missing) counts by name.
+///
+/// For a step that declares outputs, the success must also be the step's
+/// latest attempt: a later attempt (interrupted by a crash, or failed with
+/// `keep_failed_outputs`) may have left its outputs half rewritten.
+pub fn staleness(
+    h: &StepHistory,
+    success: &Attempt,
+    now: Option<&StepFacts>,
+    declares_outputs: bool,
+) -> Vec<Reason> {
+    let (Some(stamp), Some(now)) = (success.stamp.as_deref(), now) else {
+        return Vec::new();
     };
-    if done && let Some(success) = &h.success {
-        let when = success
-            .finished
-            .as_ref()
-            .map_or(success.started_at, |f| f.at);
-        if success.imported() {
-            return (
-                State::Imported,
-                format!("imported as successful on {}", format_time(when)),
-            );
+    let mut reasons = Vec::new();
+    if declares_outputs && let Some(later) = h.current.as_ref().filter(|c| *c != success) {
+        reasons.push(Reason::OutputsTouched {
+            attempt: later.number,
+        });
+    }
+    if stamp.fingerprint != now.fingerprint {
+        let changes = now.components.changes_since(&stamp.parts);
+        if changes.is_empty() {
+            reasons.push(Reason::DefinitionChanged {
+                part: "fingerprint".into(),
+            });
         }
-        return (
+        reasons.extend(changes);
+    }
+    reasons.extend(
+        now.missing_outputs
+            .iter()
+            .map(|path| Reason::OutputMissing { path: path.clone() }),
+    );
+    reasons
+}
+
+/// Whether a step that will run first, upstream of `id`, declares an output
+/// that provides the input `pattern`.
+fn provided_upstream(
+    pipeline: &Pipeline,
+    id: StepId,
+    pattern: &str,
+    decided: &[Option<StepPlan>],
+) -> bool {
+    let dir = pipeline.step_dir(id);
+    let mut seen = vec![false; pipeline.steps.len()];
+    let mut stack: Vec<StepId> = pipeline.step(id).after.clone();
+    while let Some(up) = stack.pop() {
+        if std::mem::replace(&mut seen[up.index()], true) {
+            continue;
+        }
+        let runs = decided[up.index()]
+            .as_ref()
+            .is_some_and(|p| p.action == Action::Run);
+        if runs
+            && pipeline
+                .output_paths(up)
+                .iter()
+                .any(|o| output_provides(o, &dir, pattern))
+        {
+            return true;
+        }
+        stack.extend(&pipeline.step(up).after);
+    }
+    false
+}
+
+fn describe_success(success: &Attempt) -> (State, String) {
+    let when = success
+        .finished
+        .as_ref()
+        .map_or(success.started_at, |f| f.at);
+    if success.imported() {
+        (
+            State::Imported,
+            format!("imported as successful on {}", format_time(when)),
+        )
+    } else {
+        (
             State::Done,
             format!(
                 "succeeded on {} (attempt {})",
                 format_time(when),
                 success.number
             ),
-        );
+        )
     }
+}
+
+fn describe_not_done(h: Option<&StepHistory>, live_run: Option<u64>) -> (State, String, Reason) {
+    let Some(h) = h else {
+        return (
+            State::NeverRun,
+            "no attempt recorded".into(),
+            Reason::NeverRun,
+        );
+    };
     match &h.current {
         None if h.forgotten_at.is_some() && h.last.is_some() => (
             State::Forgotten,
             format!("forgotten on {}", format_time(h.forgotten_at.unwrap_or(0))),
+            Reason::Forgotten,
         ),
-        None => (State::NeverRun, "no attempt recorded".into()),
+        None => (
+            State::NeverRun,
+            "no attempt recorded".into(),
+            Reason::NeverRun,
+        ),
         Some(a) => match &a.finished {
             None if a.run.is_some() && a.run == live_run => (
                 State::Running,
@@ -194,6 +381,7 @@ fn describe(
                     a.number,
                     a.run.unwrap_or(0)
                 ),
+                Reason::Running { attempt: a.number },
             ),
             None => (
                 State::Interrupted,
@@ -202,6 +390,7 @@ fn describe(
                     a.number,
                     format_time(a.started_at)
                 ),
+                Reason::Interrupted { attempt: a.number },
             ),
             Some(f) if matches!(f.outcome, Outcome::Interrupted(_)) => (
                 State::Interrupted,
@@ -211,8 +400,13 @@ fn describe(
                     describe_outcome(&f.outcome),
                     format_time(f.at)
                 ),
+                Reason::Interrupted { attempt: a.number },
             ),
-            Some(_) => (State::Failed, failure_reason(a)),
+            Some(_) => (
+                State::Failed,
+                failure_reason(a),
+                Reason::Failed { attempt: a.number },
+            ),
         },
     }
 }
@@ -242,6 +436,9 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
         Outcome::TimedOut => "timed out".into(),
         Outcome::Interrupted(sig) => format!("interrupted by {}", signal_name(*sig)),
         Outcome::NotStarted(why) => format!("could not start: {why}"),
+        Outcome::OutputsMissing(paths) => {
+            format!("exited 0 but did not create {}", paths.join(", "))
+        }
     }
 }
 
@@ -279,6 +476,7 @@ mod tests {
                 step: step.into(),
                 attempt,
                 at: 0,
+                stamp: None,
             },
             Record::AttemptFinished {
                 run: 1,
@@ -302,8 +500,15 @@ mod tests {
             step: "s2".into(),
             attempt: 1,
             at: 0,
+            stamp: None,
         });
-        let plan = plan(&p, &History::from_records(records), &p.scope(&[]), None);
+        let plan = plan(
+            &p,
+            &History::from_records(records),
+            &p.scope(&[]),
+            None,
+            None,
+        );
         let states: Vec<_> = plan.steps.iter().map(|s| (s.action, s.state)).collect();
         assert_eq!(
             states,
@@ -330,9 +535,10 @@ mod tests {
             step: "s0".into(),
             attempt: 1,
             at: 0,
+            stamp: None,
         }]);
         assert_eq!(
-            plan(&p, &h, &[true], Some(7)).steps[0].state,
+            plan(&p, &h, &[true], Some(7), None).steps[0].state,
             State::Running
         );
     }

@@ -27,6 +27,11 @@ pub trait Progress {
         duration_ms: u64,
         log: &Path,
     );
+    /// A step planned to run turned out up to date when its turn came: what
+    /// it needs reran and produced the same content.
+    fn step_up_to_date(&mut self, pipeline: &Pipeline, id: StepId);
+    /// Something the user should know that is not about one attempt.
+    fn warning(&mut self, message: &str);
     /// Before starting: `pids` were left running by steps of earlier runs
     /// whose runner was killed, and have been killed.
     fn leftovers_killed(&mut self, pids: &[u32]);
@@ -51,6 +56,8 @@ impl Progress for Silent {
     fn plan(&mut self, _: &Pipeline, _: &Plan) {}
     fn step_started(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Path) {}
     fn step_finished(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Outcome, _: u64, _: &Path) {}
+    fn step_up_to_date(&mut self, _: &Pipeline, _: StepId) {}
+    fn warning(&mut self, _: &str) {}
     fn leftovers_killed(&mut self, _: &[u32]) {}
     fn retry_scheduled(&mut self, _: &Pipeline, _: StepId, _: u32, _: u32, _: Duration) {}
     fn interrupted(&mut self, _: Signal, _: usize) {}
@@ -115,6 +122,18 @@ impl Progress for Console {
         }
     }
 
+    fn step_up_to_date(&mut self, pipeline: &Pipeline, id: StepId) {
+        let _ = writeln!(
+            self.out,
+            "skip   {} (up to date: what it needs reran and came out the same)",
+            pipeline.step(id).name
+        );
+    }
+
+    fn warning(&mut self, message: &str) {
+        let _ = writeln!(self.out, "warning: {message}");
+    }
+
     fn leftovers_killed(&mut self, pids: &[u32]) {
         let list: Vec<String> = pids.iter().map(u32::to_string).collect();
         let _ = writeln!(
@@ -156,7 +175,10 @@ impl Progress for Console {
         if !s.failed.is_empty() {
             line += &format!(" ({} failed)", s.failed.len());
         }
-        line += &format!(", {} skipped as done", s.skipped);
+        line += &format!(", {} skipped as done", s.skipped + s.up_to_date.len());
+        if !s.up_to_date.is_empty() {
+            line += &format!(" ({} found up to date)", s.up_to_date.len());
+        }
         if !s.not_run.is_empty() {
             line += &format!(", {} not run", s.not_run.len());
         }

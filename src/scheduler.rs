@@ -33,12 +33,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::error::{EXIT_FAILED, EXIT_OK, IoContext, Result};
-use crate::journal::{Outcome, Record, Store, now};
+use crate::journal::{Outcome, Record, Stamp, Store, now};
 use crate::pipeline::{DEFAULT_KILL_GRACE, Pipeline, StepId};
-use crate::plan::Plan;
+use crate::plan::{self, Mode, Plan};
 use crate::process::{self, Handle};
 use crate::report::Progress;
 use crate::state_dir::{StateDir, Writer};
+use crate::workspace::{self, Survey};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -49,6 +50,10 @@ pub struct RunOptions {
     pub keep_going: bool,
     /// How long a step may take to stop after a signal before SIGKILL.
     pub kill_grace: Duration,
+    /// How "done" is decided; in [`Mode::Fingerprint`] a step planned to run
+    /// is checked again when its turn comes and skipped if it turns out up to
+    /// date (its dependencies reran and produced the same bytes).
+    pub mode: Mode,
 }
 
 impl Default for RunOptions {
@@ -57,6 +62,7 @@ impl Default for RunOptions {
             jobs: default_jobs(),
             keep_going: false,
             kill_grace: DEFAULT_KILL_GRACE,
+            mode: Mode::Fingerprint,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct RunSummary {
     /// Steps the plan skipped because they were done.
     pub skipped: usize,
     pub succeeded: Vec<StepId>,
+    /// Planned to run, but found up to date at their turn (early cutoff).
+    pub up_to_date: Vec<StepId>,
     pub failed: Vec<StepId>,
     pub not_run: Vec<(StepId, NotRun)>,
     /// The signal that stopped the run, if one did.
@@ -146,6 +154,7 @@ pub fn execute(
     plan: &Plan,
     state: &StateDir,
     writer: &mut Writer,
+    survey: &mut Survey,
     progress: &mut dyn Progress,
     options: &RunOptions,
 ) -> Result<RunSummary> {
@@ -170,7 +179,7 @@ pub fn execute(
     let (tx, rx) = mpsc::channel::<Msg>();
     let signals = SignalForwarder::start(tx.clone())?;
     let mut s = Scheduler::new(
-        pipeline, plan, state, writer, progress, options, run, tx, rx,
+        pipeline, plan, state, writer, survey, progress, options, run, tx, rx,
     );
     s.summary.leftovers_killed = leftovers_killed;
     let result = s.run();
@@ -224,6 +233,7 @@ struct Scheduler<'a> {
     state: &'a StateDir,
     state_dir_var: String,
     writer: &'a mut Writer,
+    survey: &'a mut Survey,
     progress: &'a mut dyn Progress,
     options: &'a RunOptions,
     run: u64,
@@ -258,6 +268,7 @@ impl<'a> Scheduler<'a> {
         plan: &'a Plan,
         state: &'a StateDir,
         writer: &'a mut Writer,
+        survey: &'a mut Survey,
         progress: &'a mut dyn Progress,
         options: &'a RunOptions,
         run: u64,
@@ -288,6 +299,7 @@ impl<'a> Scheduler<'a> {
             state,
             state_dir_var: state_dir_abs(state).display().to_string(),
             writer,
+            survey,
             progress,
             options,
             run,
@@ -310,6 +322,7 @@ impl<'a> Scheduler<'a> {
                 run,
                 skipped: plan.done(),
                 succeeded: Vec::new(),
+                up_to_date: Vec::new(),
                 failed: Vec::new(),
                 not_run: Vec::new(),
                 interrupted: None,
@@ -359,6 +372,22 @@ impl<'a> Scheduler<'a> {
 
     fn start(&mut self, id: StepId) -> Result<()> {
         let step = self.pipeline.step(id);
+        // The files as they are now, after everything this step needs ran.
+        let facts = self.survey.refresh(self.pipeline, id).clone();
+        if self.options.mode == Mode::Fingerprint && self.tries[id.index()] == 0 {
+            let h = self.writer.history.step(&step.name);
+            if let Some(h) = h
+                && let Some(success) = &h.success
+                && success.stamp.is_some()
+                && plan::staleness(h, success, Some(&facts), !step.outputs.is_empty()).is_empty()
+            {
+                // Early cutoff: what it needs reran and came out the same.
+                self.progress.step_up_to_date(self.pipeline, id);
+                self.summary.up_to_date.push(id);
+                self.release_dependents(id);
+                return Ok(());
+            }
+        }
         let attempt = self
             .writer
             .history
@@ -367,13 +396,23 @@ impl<'a> Scheduler<'a> {
             + 1;
         self.tries[id.index()] += 1;
         let log = self.state.log(&step.name, attempt);
+        let stamp = facts.missing_inputs.is_empty().then(|| Stamp {
+            fingerprint: facts.fingerprint,
+            parts: facts.components.clone(),
+        });
         self.writer.record(Record::AttemptStarted {
             run: self.run,
             step: step.name.clone(),
             attempt,
             at: now(),
+            stamp,
         })?;
         self.progress.step_started(self.pipeline, id, attempt, &log);
+        if let Some(missing) = facts.missing_inputs.first() {
+            let why = format!("input `{}` {}", missing.pattern, missing.why);
+            let _ = std::fs::write(&log, format!("stepwise: not started: {why}\n"));
+            return self.ended(id, attempt, Outcome::NotStarted(why), 0, &log);
+        }
         let started = Instant::now();
         match spawn_step(
             self.pipeline,
@@ -446,7 +485,15 @@ impl<'a> Scheduler<'a> {
                 _ if r.signalled => {
                     Outcome::Interrupted(self.summary.interrupted.map_or(0, |s| s as i32))
                 }
-                (Some(0), _) => Outcome::Success,
+                (Some(0), _) => {
+                    // Verify before recording success: every declared output
+                    // must exist.
+                    self.survey.refresh_product(self.pipeline, r.id);
+                    match self.survey.get(r.id).map(|f| f.missing_outputs.clone()) {
+                        Some(missing) if !missing.is_empty() => Outcome::OutputsMissing(missing),
+                        _ => Outcome::Success,
+                    }
+                }
                 (Some(code), _) => Outcome::Exited(code),
                 (None, Some(sig)) => Outcome::Signaled(sig),
                 (None, None) => Outcome::Exited(-1),
@@ -477,18 +524,21 @@ impl<'a> Scheduler<'a> {
         self.progress
             .step_finished(self.pipeline, id, attempt, &outcome, duration_ms, log);
         if outcome.ok() {
-            self.finished[id.index()] = true;
             self.summary.succeeded.push(id);
-            for i in 0..self.dependents[id.index()].len() {
-                let d = self.dependents[id.index()][i];
-                if self.to_run[d.index()] {
-                    self.waiting[d.index()] -= 1;
-                    if self.waiting[d.index()] == 0 && self.blocked[d.index()].is_none() {
-                        self.ready.insert(d);
-                    }
-                }
-            }
+            self.release_dependents(id);
             return Ok(());
+        }
+        // A failed attempt leaves no output that could pass for complete. One
+        // that never started wrote nothing, so has nothing to clean.
+        if !step.keep_failed_outputs && !matches!(outcome, Outcome::NotStarted(_)) {
+            for (path, e) in workspace::remove_outputs(self.pipeline, id) {
+                self.progress.warning(&format!(
+                    "could not remove {} after `{}` failed: {e}",
+                    path.display(),
+                    step.name
+                ));
+            }
+            self.survey.refresh_product(self.pipeline, id);
         }
         let retry = self.tries[id.index()];
         if retry <= step.retries && self.summary.interrupted.is_none() {
@@ -513,6 +563,20 @@ impl<'a> Scheduler<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A step is done for this run: the steps waiting for it may go.
+    fn release_dependents(&mut self, id: StepId) {
+        self.finished[id.index()] = true;
+        for i in 0..self.dependents[id.index()].len() {
+            let d = self.dependents[id.index()][i];
+            if self.to_run[d.index()] {
+                self.waiting[d.index()] -= 1;
+                if self.waiting[d.index()] == 0 && self.blocked[d.index()].is_none() {
+                    self.ready.insert(d);
+                }
+            }
+        }
     }
 
     fn signalled(&mut self, sig: Signal) {

@@ -33,26 +33,24 @@ pub struct StepFacts {
 }
 
 /// The facts for a pipeline's steps, kept current as a run goes on.
-pub struct Survey<'p> {
-    pipeline: &'p Pipeline,
+pub struct Survey {
     pub hasher: FileHasher,
     facts: Vec<Option<StepFacts>>,
 }
 
-impl<'p> Survey<'p> {
-    pub fn new(pipeline: &'p Pipeline, hasher: FileHasher) -> Survey<'p> {
+impl Survey {
+    pub fn new(pipeline: &Pipeline, hasher: FileHasher) -> Survey {
         Survey {
-            pipeline,
             hasher,
             facts: vec![None; pipeline.steps.len()],
         }
     }
 
     /// Gathers the facts of every step in `scope`, dependencies first.
-    pub fn survey(&mut self, scope: &[bool]) {
-        for id in self.pipeline.topological_order() {
+    pub fn survey(&mut self, pipeline: &Pipeline, scope: &[bool]) {
+        for id in pipeline.topological_order() {
             if scope[id.index()] {
-                self.refresh(id);
+                self.refresh(pipeline, id);
             }
         }
     }
@@ -68,8 +66,7 @@ impl<'p> Survey<'p> {
 
     /// Gathers a step's facts again from the disk as it is now, using the
     /// latest products of its dependencies.
-    pub fn refresh(&mut self, id: StepId) -> &StepFacts {
-        let pipeline = self.pipeline;
+    pub fn refresh(&mut self, pipeline: &Pipeline, id: StepId) -> &StepFacts {
         let step = pipeline.step(id);
         let mut c = Components::default();
         c.insert("run", fingerprint::text(&step.run));
@@ -113,11 +110,11 @@ impl<'p> Survey<'p> {
             }
         }
         for dep in &step.after {
-            let product = self.product_of(*dep);
+            let product = self.product_of(pipeline, *dep);
             c.insert(format!("dep:{}", pipeline.step(*dep).name), product);
         }
         let fingerprint = c.fingerprint();
-        let (missing_outputs, outputs_digest) = self.outputs(id);
+        let (missing_outputs, outputs_digest) = self.outputs(pipeline, id);
         let facts = StepFacts {
             components: c,
             fingerprint,
@@ -131,17 +128,17 @@ impl<'p> Survey<'p> {
 
     /// Re-reads a step's outputs after it ran, so the steps that need it see
     /// what it wrote.
-    pub fn refresh_product(&mut self, id: StepId) {
-        let (missing, digest) = self.outputs(id);
+    pub fn refresh_product(&mut self, pipeline: &Pipeline, id: StepId) {
+        let (missing, digest) = self.outputs(pipeline, id);
         if let Some(facts) = &mut self.facts[id.index()] {
             facts.missing_outputs = missing;
             facts.product = digest.unwrap_or(facts.fingerprint);
         }
     }
 
-    fn product_of(&mut self, id: StepId) -> Digest {
+    fn product_of(&mut self, pipeline: &Pipeline, id: StepId) -> Digest {
         if self.facts[id.index()].is_none() {
-            self.refresh(id);
+            self.refresh(pipeline, id);
         }
         self.facts[id.index()]
             .as_ref()
@@ -150,12 +147,12 @@ impl<'p> Survey<'p> {
 
     /// Which declared outputs are missing, and the digest of all of them
     /// (`None` when the step declares none).
-    fn outputs(&mut self, id: StepId) -> (Vec<String>, Option<Digest>) {
-        let step = self.pipeline.step(id);
+    fn outputs(&mut self, pipeline: &Pipeline, id: StepId) -> (Vec<String>, Option<Digest>) {
+        let step = pipeline.step(id);
         if step.outputs.is_empty() {
             return (Vec::new(), None);
         }
-        let paths = self.pipeline.output_paths(id);
+        let paths = pipeline.output_paths(id);
         let mut missing = Vec::new();
         let mut hashed = Vec::with_capacity(paths.len());
         for (written, path) in step.outputs.iter().zip(&paths) {
@@ -171,6 +168,27 @@ impl<'p> Survey<'p> {
         }
         (missing, Some(fingerprint::outputs_digest(&hashed)))
     }
+}
+
+/// Removes a step's declared outputs (after a failed attempt, so that a
+/// half-written file never looks complete). Returns what could not be
+/// removed, with why.
+pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io::Error)> {
+    let mut failed = Vec::new();
+    // Paths come from `output_paths`, checked to lie inside the pipeline's
+    // folder and outside the state dir: nothing else can be touched.
+    for path in pipeline.output_paths(id) {
+        let result = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            failed.push((path, e));
+        }
+    }
+    failed
 }
 
 fn is_glob(pattern: &str) -> bool {

@@ -385,15 +385,18 @@ fn forget_b_makes_only_b_run_again_and_its_attempts_keep_counting() {
         [
             ("a".into(), "skip".into(), "done".into()),
             ("b".into(), "run".into(), "forgotten".into()),
-            ("c".into(), "skip".into(), "done".into()),
+            // c needs b, which will run: planned, then skipped at its turn
+            // because b's rerun changes nothing c depends on.
+            ("c".into(), "run".into(), "stale".into()),
         ]
     );
     space
         .run(&["run"])
         .success()
-        .stderr_has("Resume plan: 2 done, 1 remaining")
-        .stderr_has("start  b (attempt 2)");
-    assert_eq!(space.ran(), ["a", "b", "c", "b"]);
+        .stderr_has("Resume plan: 1 done, 2 remaining")
+        .stderr_has("start  b (attempt 2)")
+        .stderr_has("skip   c (up to date");
+    assert_eq!(space.ran(), ["a", "b", "c", "b"], "only b ran again");
     assert!(space.exists(".stepwise/logs/b.2.log"));
     assert!(
         space.exists(".stepwise/logs/b.1.log"),
