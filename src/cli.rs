@@ -420,7 +420,7 @@ fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> serde_json::Value 
         "started_at": a.started_at,
         "finished_at": a.finished.as_ref().map(|f| f.at),
         "duration_ms": a.finished.as_ref().map(|f| f.duration_ms),
-        "log": (!a.imported()).then(|| state.log(name, a.number)),
+        "log": Some(state.log(name, a.number)).filter(|p| !a.imported() && p.exists()),
     })
 }
 
@@ -482,12 +482,13 @@ fn status(project: &Project, json: bool) -> Result<i32> {
                     };
                     let when = format_time(a.finished.as_ref().map_or(a.started_at, |f| f.at));
                     let took = attempt_duration(a).unwrap_or_else(|| "-".into());
+                    let path = state.log(&name, a.number);
                     let log = if a.imported() {
                         "-".to_string()
+                    } else if !path.exists() {
+                        "(no output)".to_string()
                     } else {
-                        display_path(&state.log(&name, a.number))
-                            .display()
-                            .to_string()
+                        display_path(&path).display().to_string()
                     };
                     [name, result, when, took, attempts.to_string(), log]
                 }
@@ -538,6 +539,11 @@ fn log(project: &Project, step: &str) -> Result<i32> {
         )));
     }
     let path = state.log(name, a.number);
+    if !path.exists() {
+        // Logs are created on a step's first byte of output.
+        eprintln!("(attempt {} of `{name}` printed nothing)", a.number);
+        return Ok(EXIT_OK);
+    }
     let mut file =
         std::fs::File::open(&path).context(format!("cannot open the log {}", path.display()))?;
     std::io::copy(&mut file, &mut std::io::stdout().lock()).context("cannot write to stdout")?;
@@ -620,7 +626,7 @@ fn import(project: &Project, file: &Path) -> Result<i32> {
     }
     for name in &by_name {
         eprintln!(
-            "warning: `{name}` has a missing input, so its fingerprint cannot be computed; its imported success counts by name"
+            "warning: `{name}`: its fingerprint cannot be computed now (an input of it, or of a step it needs, is missing); its imported success counts by name"
         );
     }
     eprintln!(

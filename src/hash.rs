@@ -167,6 +167,13 @@ impl FileHasher {
             )));
         }
         let mut entries: Vec<_> = fs::read_dir(path)?.collect::<io::Result<_>>()?;
+        // stepwise's own state is never part of a folder's content: its
+        // journal changes with every run.
+        entries.retain(|e| {
+            !e.file_name()
+                .to_str()
+                .is_some_and(crate::state_dir::is_state_dir_name)
+        });
         entries.sort_by_key(|e| e.file_name());
         let mut h = blake3::Hasher::new();
         h.update(b"dir\n");

@@ -795,12 +795,16 @@ impl Cx<'_> {
             }
             edges.push(deps);
         }
-        for step in &raw.steps {
+        for (number, step) in raw.steps.iter().enumerate() {
             for output in &step.outputs {
                 if let Err(problem) = inside_root(root, step.dir.as_deref(), output.get_ref()) {
+                    let place = match &step.name {
+                        Some(name) => format!("in step `{}`", name.get_ref()),
+                        None => format!("in step #{}", number + 1),
+                    };
                     self.error_help(
                         output.span(),
-                        format!("invalid output `{}`: {problem}", output.get_ref()),
+                        format!("invalid output `{}` {place}: {problem}", output.get_ref()),
                         "stepwise removes the outputs of a failed attempt, so they must lie inside the pipeline's folder",
                     );
                 }
@@ -1013,7 +1017,7 @@ fn inside_root(
                 .components()
                 .next()
                 .and_then(|c| c.as_os_str().to_str())
-                .is_some_and(|c| c.starts_with(crate::state_dir::STATE_DIR)) =>
+                .is_some_and(crate::state_dir::is_state_dir_name) =>
         {
             Err("it is inside stepwise's state dir".into())
         }

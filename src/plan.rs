@@ -279,7 +279,20 @@ pub fn staleness(
         return Vec::new();
     };
     let mut reasons = Vec::new();
-    if declares_outputs && let Some(later) = h.current.as_ref().filter(|c| *c != success) {
+    // An attempt that never started, or an imported one, wrote nothing.
+    let could_write = |a: &Attempt| {
+        !a.imported()
+            && !matches!(
+                a.finished.as_ref().map(|f| &f.outcome),
+                Some(Outcome::NotStarted(_))
+            )
+    };
+    if declares_outputs
+        && let Some(later) = h
+            .current
+            .as_ref()
+            .filter(|c| *c != success && could_write(c))
+    {
         reasons.push(Reason::OutputsTouched {
             attempt: later.number,
         });

@@ -1,9 +1,10 @@
 //! Running one attempt of a step as an operating-system process.
 //!
 //! The policy, in one place:
-//! - the step runs as `shell... run`, stdin `/dev/null`, stdout and stderr both
-//!   straight into its log file (no pipe, so a chatty step can never block on
-//!   a full pipe and the log survives the runner);
+//! - the step runs as `shell... run`, stdin `/dev/null`, stdout and stderr
+//!   into one pipe that the scheduler drains into the attempt's log file,
+//!   created only when the step prints something (most steps print nothing,
+//!   and creating a file per attempt was the biggest cost of a short step);
 //! - it leads a session (and so a process group) of its own, so stepwise can
 //!   signal the step and everything it started (grandchildren included), the
 //!   terminal's Ctrl-C reaches only stepwise, which decides what to forward,
@@ -14,151 +15,288 @@
 //! - when the step's main process exits, whatever it left running in its
 //!   process group is killed: a step is over when its command is.
 //!
-//! The group is signalled only while its leader is not yet reaped (a zombie
-//! still holds the pid), so a signal can never reach a recycled process id.
+//! Its exit is noticed through a pidfd (or, where the kernel has none, a
+//! helper thread), so one poll loop watches every running step. The group is
+//! signalled only while its leader is not yet reaped (a zombie still holds
+//! the pid), so a signal can never reach a recycled process id.
 
+use std::ffi::OsString;
 use std::fs::File;
-use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, pipe2};
+
+mod spawn;
 
 /// What to run.
 pub struct Spec<'a> {
-    pub shell: &'a [String],
+    /// The shell program, resolved to a path (see [`resolve_program`]).
+    pub program: &'a Path,
+    /// Its arguments before the command string.
+    pub args: &'a [String],
     pub run: &'a str,
     pub dir: &'a Path,
     /// Set on top of the inherited environment, in order.
     pub env: Vec<(&'a str, &'a str)>,
-    /// Receives stdout and stderr.
-    pub log: File,
 }
 
-/// A started step process. Cloneable handle for signalling; the exit status
-/// comes from [`Started::wait`], usually on another thread.
-#[derive(Clone)]
-pub struct Handle {
+/// A running step process.
+pub struct Child {
     pid: Pid,
-    /// True once the leader is reaped; guarded so a signal and the reaping
-    /// never race.
-    reaped: Arc<Mutex<bool>>,
+    /// Readable once the process has exited.
+    exit_fd: OwnedFd,
+    /// Non-blocking read end of the output pipe; `None` after end of file.
+    output: Option<OwnedFd>,
+    reaped: bool,
 }
 
-/// The process just after spawning, before anyone waits for it.
-pub struct Started {
-    child: Child,
-    handle: Handle,
+/// Finds `program` on `path` (a `PATH` value) the way `execvp` would, once,
+/// instead of letting every spawn try each folder in turn.
+pub fn resolve_program(program: &str, path: Option<&OsString>) -> PathBuf {
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    let path = path
+        .cloned()
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0
+        {
+            return candidate;
+        }
+    }
+    PathBuf::from(program)
 }
 
 /// Starts the step's process.
-pub fn spawn(spec: Spec<'_>) -> io::Result<Started> {
-    let (program, args) = spec
-        .shell
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty shell"))?;
-    let stderr = spec.log.try_clone()?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .arg(spec.run)
-        .current_dir(spec.dir)
-        .stdin(Stdio::null())
-        .stdout(spec.log)
-        .stderr(stderr);
-    for (k, v) in spec.env {
-        cmd.env(k, v);
-    }
-    let parent = std::process::id() as i32;
-    // SAFETY: only async-signal-safe calls (setsid, prctl, getppid, _exit)
-    // between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid()?;
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The runner may have died before the line above took effect.
-            if nix::libc::getppid() != parent {
-                nix::libc::_exit(137);
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| {
-        if spec.dir.exists() && !spec.dir.is_dir() {
-            io::Error::new(
-                e.kind(),
-                format!("working dir {} is not a folder", spec.dir.display()),
-            )
-        } else if e.kind() == io::ErrorKind::NotFound && !spec.dir.is_dir() {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("working dir {} does not exist", spec.dir.display()),
-            )
-        } else if e.kind() == io::ErrorKind::NotFound {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("shell `{program}` not found"),
-            )
-        } else {
-            e
-        }
-    })?;
-    let handle = Handle {
-        pid: Pid::from_raw(child.id() as i32),
-        reaped: Arc::new(Mutex::new(false)),
+pub fn spawn(spec: Spec<'_>) -> io::Result<Child> {
+    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+    fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    let pid = spawn::vfork_exec(&spec, write.as_fd()).map_err(|e| explain_spawn_error(e, &spec))?;
+    // Only the child's copies of the write end remain, so the pipe ends when
+    // the step's processes do.
+    drop(write);
+    let exit_fd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(_) => exit_notifier(pid)?,
     };
-    Ok(Started { child, handle })
+    Ok(Child {
+        pid,
+        exit_fd,
+        output: Some(read),
+        reaped: false,
+    })
 }
 
-impl Started {
-    pub fn handle(&self) -> Handle {
-        self.handle.clone()
-    }
-
-    /// Waits for the step's main process to exit, kills what it left in its
-    /// process group, and reaps it.
-    pub fn wait(mut self) -> io::Result<ExitStatus> {
-        loop {
-            // WNOWAIT: learn that it exited while keeping the zombie, so the
-            // process group id stays ours while we clean up behind it.
-            match waitid(
-                Id::Pid(self.handle.pid),
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-            ) {
-                Ok(_) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut reaped = self.handle.reaped.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = killpg(self.handle.pid, Signal::SIGKILL);
-        let status = self.child.wait()?;
-        *reaped = true;
-        Ok(status)
+fn explain_spawn_error(e: io::Error, spec: &Spec<'_>) -> io::Error {
+    if spec.dir.exists() && !spec.dir.is_dir() {
+        io::Error::new(
+            e.kind(),
+            format!("working dir {} is not a folder", spec.dir.display()),
+        )
+    } else if e.kind() == io::ErrorKind::NotFound && !spec.dir.is_dir() {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("working dir {} does not exist", spec.dir.display()),
+        )
+    } else if e.kind() == io::ErrorKind::NotFound {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("shell `{}` not found", spec.program.display()),
+        )
+    } else {
+        e
     }
 }
 
-impl Handle {
+fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: a plain system call; on success it returns a new descriptor
+    // (close-on-exec) that we own.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Without pidfds (Linux before 5.3, some sandboxes): a thread waits for the
+/// exit, keeping the zombie, and closes a pipe to say so.
+fn exit_notifier(pid: Pid) -> io::Result<OwnedFd> {
+    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+    std::thread::Builder::new()
+        .name(format!("wait {pid}"))
+        .spawn(move || {
+            while let Err(Errno::EINTR) =
+                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+            {}
+            drop(write);
+        })?;
+    Ok(read)
+}
+
+impl Child {
     pub fn pid(&self) -> u32 {
         self.pid.as_raw() as u32
     }
 
+    /// Readable once the process has exited.
+    pub fn exit_fd(&self) -> BorrowedFd<'_> {
+        self.exit_fd.as_fd()
+    }
+
+    /// The output pipe, while it is open.
+    pub fn output_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.output.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Moves what the step printed so far into `sink`, without blocking.
+    pub fn read_output(&mut self, sink: &mut dyn Write) {
+        let mut buf = [0u8; 64 * 1024];
+        // Bounded, so one chatty step cannot starve the others.
+        for _ in 0..4 {
+            let Some(fd) = &self.output else { return };
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => self.output = None,
+                Ok(n) => {
+                    let _ = sink.write_all(&buf[..n]);
+                }
+                Err(Errno::EINTR) => continue,
+                // EAGAIN: nothing more for now.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// After [`Child::exit_fd`] became readable: kills what the step left in
+    /// its process group, moves the rest of its output into `sink`, and
+    /// reaps it.
+    pub fn finish(mut self, sink: &mut dyn Write) -> io::Result<Exit> {
+        // The leader is a zombie, so the group id is still ours to signal.
+        let _ = killpg(self.pid, Signal::SIGKILL);
+        // Drain: whatever is left in the pipe, up to end of file or, if a
+        // process escaped the group still holds it open, up to now.
+        let mut buf = [0u8; 64 * 1024];
+        while let Some(fd) = &self.output {
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => self.output = None,
+                Ok(n) => {
+                    let _ = sink.write_all(&buf[..n]);
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => self.output = None,
+            }
+        }
+        let exit = reap(self.pid)?;
+        self.reaped = true;
+        Ok(exit)
+    }
+
     /// Sends `signal` to the step's whole process group, unless it is over.
     pub fn signal(&self, signal: Signal) {
-        let reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
-        if !*reaped {
+        if !self.reaped {
             let _ = killpg(self.pid, signal);
         }
     }
 }
 
-/// The exit code, or the signal that ended the process.
-pub fn status_parts(status: ExitStatus) -> (Option<i32>, Option<i32>) {
-    (status.code(), status.signal())
+impl AsRawFd for Child {
+    fn as_raw_fd(&self) -> i32 {
+        self.exit_fd.as_raw_fd()
+    }
+}
+
+/// An attempt's log file, created on the first byte written to it.
+pub struct LazyLog {
+    path: PathBuf,
+    file: Option<File>,
+    /// Why the log could not be written, if it could not: reported once.
+    pub error: Option<io::Error>,
+}
+
+impl LazyLog {
+    pub fn new(path: PathBuf) -> LazyLog {
+        LazyLog {
+            path,
+            file: None,
+            error: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether anything was written.
+    pub fn exists(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
+impl Write for LazyLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Ok(buf.len());
+        }
+        if self.file.is_none() {
+            match File::create(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    self.error = Some(e);
+                    return Ok(buf.len());
+                }
+            }
+        }
+        let file = self.file.as_mut().expect("just created");
+        if let Err(e) = file.write_all(buf) {
+            self.error = Some(e);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How a step's main process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+fn reap(pid: Pid) -> io::Result<Exit> {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(Exit::Signal(sig as i32));
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Drop for Child {
+    /// A child dropped without [`Child::finish`] (an error path) is killed
+    /// and reaped, never left a zombie or running.
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = killpg(self.pid, Signal::SIGKILL);
+            let _ = reap(self.pid);
+        }
+    }
 }
 
 /// The variable that ties a step process to its pipeline's state dir.

@@ -227,6 +227,19 @@ impl Project {
             .open_writer(self.pipeline.sync, "checkpoint import")?;
         let mut survey = Survey::new(&self.pipeline, self.hasher());
         survey.survey(&self.pipeline, &self.pipeline.scope(&[]));
+        // A fingerprint cannot be computed for a step with a missing input,
+        // nor for anything downstream of it, since theirs include it.
+        let mut unstampable = vec![false; self.pipeline.steps.len()];
+        for id in self.pipeline.topological_order() {
+            let missing = survey.get(id).is_none_or(|f| !f.missing_inputs.is_empty());
+            let upstream = self
+                .pipeline
+                .step(id)
+                .after
+                .iter()
+                .any(|d| unstampable[d.index()]);
+            unstampable[id.index()] = missing || upstream;
+        }
         let mut stamps = std::collections::BTreeMap::new();
         let mut by_name = Vec::new();
         for (name, _) in &attempts {
@@ -234,7 +247,7 @@ impl Project {
                 continue;
             };
             match survey.get(id) {
-                Some(f) if f.missing_inputs.is_empty() => {
+                Some(f) if !unstampable[id.index()] => {
                     stamps.insert(
                         name.clone(),
                         Stamp {

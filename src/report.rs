@@ -25,7 +25,7 @@ pub trait Progress {
         attempt: u32,
         outcome: &Outcome,
         duration_ms: u64,
-        log: &Path,
+        log: Option<&Path>,
     );
     /// A step planned to run turned out up to date when its turn came: what
     /// it needs reran and produced the same content.
@@ -55,7 +55,16 @@ pub struct Silent;
 impl Progress for Silent {
     fn plan(&mut self, _: &Pipeline, _: &Plan) {}
     fn step_started(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Path) {}
-    fn step_finished(&mut self, _: &Pipeline, _: StepId, _: u32, _: &Outcome, _: u64, _: &Path) {}
+    fn step_finished(
+        &mut self,
+        _: &Pipeline,
+        _: StepId,
+        _: u32,
+        _: &Outcome,
+        _: u64,
+        _: Option<&Path>,
+    ) {
+    }
     fn step_up_to_date(&mut self, _: &Pipeline, _: StepId) {}
     fn warning(&mut self, _: &str) {}
     fn leftovers_killed(&mut self, _: &[u32]) {}
@@ -102,7 +111,7 @@ impl Progress for Console {
         _: u32,
         outcome: &Outcome,
         ms: u64,
-        log: &Path,
+        log: Option<&Path>,
     ) {
         let name = &pipeline.step(id).name;
         let took = format_duration_ms(ms);
@@ -110,12 +119,19 @@ impl Progress for Console {
             let _ = writeln!(self.out, "ok     {name} ({took})");
             return;
         }
-        let log_shown = display_path(log);
+        let Some(log) = log else {
+            let _ = writeln!(
+                self.out,
+                "FAILED {name} ({}, {took}) - it printed nothing",
+                describe_outcome(outcome)
+            );
+            return;
+        };
         let _ = writeln!(
             self.out,
             "FAILED {name} ({}, {took}) - log: {}",
             describe_outcome(outcome),
-            log_shown.display()
+            display_path(log).display()
         );
         for line in tail(log, self.tail_lines) {
             let _ = writeln!(self.out, "  | {line}");

@@ -1,11 +1,11 @@
 //! Runs the steps a plan says to run, along the dependency graph.
 //!
-//! One thread (the caller's) owns every decision and every journal write;
-//! each running step has a small thread that only waits for its process and
-//! reports back over a channel, as do signals. So records never interleave,
-//! and a step's success is in the journal before anything that needs it
-//! starts. Timers (timeouts, grace periods, retry delays) are deadlines the
-//! loop wakes up for.
+//! One thread (the caller's) runs a poll loop, as ninja does: it owns every
+//! decision and every journal write, and waits on the running steps' exit
+//! descriptors and output pipes, a pipe that signals wake it through, and
+//! the nearest deadline (timeouts, grace periods, retry delays). So records
+//! never interleave, and a step's success is in the journal before anything
+//! that needs it starts.
 //!
 //! The policy:
 //! - at most `jobs` steps run at once; among ready steps, the first in file
@@ -17,26 +17,30 @@
 //!   unless `keep_going`: then every step that does not need a failed one runs;
 //! - a step past its `timeout` gets SIGTERM, then SIGKILL after the grace
 //!   period, and its attempt is recorded as timed out;
-//! - on SIGINT, SIGTERM or SIGHUP nothing new starts (pending retries are
-//!   dropped), the signal is forwarded to every running step's process group,
-//!   what still runs after the grace period is killed, and the run ends with
-//!   128 + the signal number; a second signal kills at once.
+//! - on SIGINT, SIGTERM, SIGHUP or SIGQUIT nothing new starts (pending
+//!   retries are dropped), the signal is forwarded to every running step's
+//!   process group, what still runs after the grace period is killed, and the
+//!   run ends with 128 + the signal number; a second signal kills at once.
 
 use std::collections::BTreeSet;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::sync::mpsc;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
 use crate::error::{EXIT_FAILED, EXIT_OK, IoContext, Result};
 use crate::journal::{Outcome, Record, Stamp, Store, now};
 use crate::pipeline::{DEFAULT_KILL_GRACE, Pipeline, StepId};
 use crate::plan::{self, Mode, Plan};
-use crate::process::{self, Handle};
+use crate::process::{self, Child, LazyLog};
 use crate::report::Progress;
 use crate::state_dir::{StateDir, Writer};
 use crate::workspace::{self, Survey};
@@ -123,20 +127,12 @@ impl RunSummary {
     }
 }
 
-enum Msg {
-    Exited {
-        slot: usize,
-        status: io::Result<ExitStatus>,
-    },
-    Signal(Signal),
-}
-
 struct Running {
     id: StepId,
     attempt: u32,
     started: Instant,
-    handle: Handle,
-    log: PathBuf,
+    child: Child,
+    log: LazyLog,
     /// When its timeout expires.
     deadline: Option<Instant>,
     timed_out: bool,
@@ -176,17 +172,16 @@ pub fn execute(
     // SAFETY: setting a signal to its default disposition is always sound.
     let _ =
         unsafe { nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigDfl) };
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let signals = SignalForwarder::start(tx.clone())?;
+    let signals = SignalWatch::start()?;
     let mut s = Scheduler::new(
-        pipeline, plan, state, writer, survey, progress, options, run, tx, rx,
+        pipeline, plan, state, writer, survey, progress, options, run, signals,
     );
     s.summary.leftovers_killed = leftovers_killed;
     let result = s.run();
     if result.is_err() {
         s.abandon();
     }
-    signals.stop();
+    s.signals.stop();
     result?;
     let mut summary = s.finish();
     summary.elapsed = s.started.elapsed();
@@ -238,6 +233,8 @@ struct Scheduler<'a> {
     options: &'a RunOptions,
     run: u64,
     started: Instant,
+    /// The shell program resolved once per `PATH`, not at every spawn.
+    programs: HashMap<Option<OsString>, PathBuf>,
 
     to_run: Vec<bool>,
     dependents: Vec<Vec<StepId>>,
@@ -250,14 +247,11 @@ struct Scheduler<'a> {
     finished: Vec<bool>,
     /// The failed step that keeps a step from running.
     blocked: Vec<Option<StepId>>,
-    slots: Vec<Option<Running>>,
-    running: usize,
+    running: Vec<Running>,
     stopping: bool,
     /// SIGKILL everything still running at this instant (after a signal).
     kill_all_at: Option<Instant>,
-
-    tx: mpsc::Sender<Msg>,
-    rx: mpsc::Receiver<Msg>,
+    signals: SignalWatch,
     summary: RunSummary,
 }
 
@@ -272,8 +266,7 @@ impl<'a> Scheduler<'a> {
         progress: &'a mut dyn Progress,
         options: &'a RunOptions,
         run: u64,
-        tx: mpsc::Sender<Msg>,
-        rx: mpsc::Receiver<Msg>,
+        signals: SignalWatch,
     ) -> Scheduler<'a> {
         let n = pipeline.steps.len();
         let mut to_run = vec![false; n];
@@ -304,6 +297,7 @@ impl<'a> Scheduler<'a> {
             options,
             run,
             started: Instant::now(),
+            programs: HashMap::new(),
             to_run,
             dependents: pipeline.dependents(),
             waiting,
@@ -312,12 +306,10 @@ impl<'a> Scheduler<'a> {
             retries_due: Vec::new(),
             finished: vec![false; n],
             blocked: vec![None; n],
-            slots: Vec::new(),
-            running: 0,
+            running: Vec::new(),
             stopping: false,
             kill_all_at: None,
-            tx,
-            rx,
+            signals,
             summary: RunSummary {
                 run,
                 skipped: plan.done(),
@@ -335,33 +327,78 @@ impl<'a> Scheduler<'a> {
     fn run(&mut self) -> Result<()> {
         loop {
             self.start_ready()?;
-            if self.running == 0 && self.retries_due.is_empty() {
+            if self.running.is_empty() && self.retries_due.is_empty() {
                 return Ok(());
             }
-            let msg = match self.next_wake() {
-                Some(at) => self
-                    .rx
-                    .recv_timeout(at.saturating_duration_since(Instant::now()))
-                    .ok(),
-                None => self.rx.recv().ok(),
-            };
-            // Handle everything that is pending before starting anything new:
-            // a signal queued behind an exit must stop the next start.
-            let mut next = msg;
-            while let Some(msg) = next {
-                match msg {
-                    Msg::Exited { slot, status } => self.exited(slot, status)?,
-                    Msg::Signal(sig) => self.signalled(sig),
+            let (exited, readable, woken) = self.wait()?;
+            if woken {
+                for sig in self.signals.take() {
+                    self.signalled(sig);
                 }
-                next = self.rx.try_recv().ok();
+            }
+            for i in readable {
+                let r = &mut self.running[i];
+                r.child.read_output(&mut r.log);
+            }
+            // Highest index first, so removing one does not shift the others.
+            for i in exited.into_iter().rev() {
+                let r = self.running.swap_remove(i);
+                self.exited(r)?;
             }
             self.fire_timers();
         }
     }
 
+    /// Blocks until something happens: a step exits or prints, a signal
+    /// arrives, or the nearest deadline passes. Returns the indexes (into
+    /// `running`) of exited steps and of steps with output to read, and
+    /// whether a signal woke us.
+    fn wait(&mut self) -> Result<(Vec<usize>, Vec<usize>, bool)> {
+        let timeout = match self.next_wake() {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let ms = at.saturating_duration_since(Instant::now()).as_millis();
+                // Round up, or we would spin until the deadline.
+                PollTimeout::try_from(ms.saturating_add(1).min(i32::MAX as u128) as i32)
+                    .unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(1 + 2 * self.running.len());
+        fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
+        // (index into `running`, is it the exit descriptor)
+        let mut owners: Vec<(usize, bool)> = Vec::with_capacity(2 * self.running.len());
+        for (i, r) in self.running.iter().enumerate() {
+            fds.push(PollFd::new(r.child.exit_fd(), PollFlags::POLLIN));
+            owners.push((i, true));
+            if let Some(out) = r.child.output_fd() {
+                fds.push(PollFd::new(out, PollFlags::POLLIN));
+                owners.push((i, false));
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(std::io::Error::from(e)).context("cannot wait for the steps"),
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let woken = ready(&fds[0]);
+        let mut exited = Vec::new();
+        let mut readable = Vec::new();
+        for (fd, &(i, is_exit)) in fds[1..].iter().zip(&owners) {
+            if ready(fd) {
+                if is_exit {
+                    exited.push(i)
+                } else {
+                    readable.push(i)
+                }
+            }
+        }
+        exited.dedup();
+        Ok((exited, readable, woken))
+    }
+
     fn start_ready(&mut self) -> Result<()> {
         let jobs = self.options.jobs.max(1);
-        while !self.stopping && self.running < jobs {
+        while !self.stopping && self.running.len() < jobs {
             let Some(id) = self.ready.pop_first() else {
                 break;
             };
@@ -395,7 +432,7 @@ impl<'a> Scheduler<'a> {
             .map_or(0, |h| h.attempts_started)
             + 1;
         self.tries[id.index()] += 1;
-        let log = self.state.log(&step.name, attempt);
+        let mut log = LazyLog::new(self.state.log(&step.name, attempt));
         let stamp = facts.missing_inputs.is_empty().then(|| Stamp {
             fingerprint: facts.fingerprint,
             parts: facts.components.clone(),
@@ -407,100 +444,109 @@ impl<'a> Scheduler<'a> {
             at: now(),
             stamp,
         })?;
-        self.progress.step_started(self.pipeline, id, attempt, &log);
+        self.progress
+            .step_started(self.pipeline, id, attempt, log.path());
         if let Some(missing) = facts.missing_inputs.first() {
             let why = format!("input `{}` {}", missing.pattern, missing.why);
-            let _ = std::fs::write(&log, format!("stepwise: not started: {why}\n"));
+            let _ = writeln!(log, "stepwise: not started: {why}");
             return self.ended(id, attempt, Outcome::NotStarted(why), 0, &log);
         }
         let started = Instant::now();
-        match spawn_step(
-            self.pipeline,
-            id,
-            attempt,
-            self.run,
-            &self.state_dir_var,
-            &log,
-        ) {
-            Ok(proc) => {
-                let slot = self
-                    .slots
-                    .iter()
-                    .position(Option::is_none)
-                    .unwrap_or_else(|| {
-                        self.slots.push(None);
-                        self.slots.len() - 1
-                    });
-                self.slots[slot] = Some(Running {
+        match self.spawn(id, attempt) {
+            Ok(child) => {
+                self.running.push(Running {
                     id,
                     attempt,
                     started,
-                    handle: proc.handle(),
+                    child,
                     log,
                     deadline: step.timeout.map(|t| started + t),
                     timed_out: false,
                     signalled: false,
                     kill_at: None,
                 });
-                self.running += 1;
-                // The waiter gets the process through a shared slot, so that if
-                // no thread can be spawned we still have it and wait right here.
-                let tx = self.tx.clone();
-                let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(proc)));
-                let theirs = std::sync::Arc::clone(&shared);
-                let spawned = thread::Builder::new().spawn(move || {
-                    if let Some(proc) = theirs.lock().ok().and_then(|mut p| p.take()) {
-                        let _ = tx.send(Msg::Exited {
-                            slot,
-                            status: proc.wait(),
-                        });
-                    }
-                });
-                if spawned.is_err()
-                    && let Some(proc) = shared.lock().ok().and_then(|mut p| p.take())
-                {
-                    let _ = self.tx.send(Msg::Exited {
-                        slot,
-                        status: proc.wait(),
-                    });
-                }
+                Ok(())
             }
             Err(e) => {
-                let _ = std::fs::write(&log, format!("stepwise: could not start the step: {e}\n"));
-                self.ended(id, attempt, Outcome::NotStarted(e.to_string()), 0, &log)?;
+                let _ = writeln!(log, "stepwise: could not start the step: {e}");
+                self.ended(id, attempt, Outcome::NotStarted(e.to_string()), 0, &log)
             }
         }
-        Ok(())
     }
 
-    fn exited(&mut self, slot: usize, status: io::Result<ExitStatus>) -> Result<()> {
-        let Some(r) = self.slots[slot].take() else {
-            return Ok(());
-        };
-        self.running -= 1;
-        let duration_ms = r.started.elapsed().as_millis() as u64;
+    fn spawn(&mut self, id: StepId, attempt: u32) -> std::io::Result<Child> {
+        let pipeline = self.pipeline;
+        let step = pipeline.step(id);
+        let path = step
+            .env
+            .get("PATH")
+            .or(pipeline.env.get("PATH"))
+            .map(OsString::from);
+        let program = self
+            .programs
+            .entry(path.clone())
+            .or_insert_with(|| process::resolve_program(&pipeline.shell[0], path.as_ref()))
+            .clone();
+        let attempt = attempt.to_string();
+        let run = self.run.to_string();
+        let mut env: Vec<(&str, &str)> =
+            Vec::with_capacity(pipeline.env.len() + step.env.len() + 4);
+        env.extend(pipeline.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        env.extend(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        env.push(("STEPWISE_STEP", &step.name));
+        env.push(("STEPWISE_ATTEMPT", &attempt));
+        env.push((process::RUN_VAR, &run));
+        env.push((process::STATE_DIR_VAR, &self.state_dir_var));
+        let dir = pipeline.step_dir(id);
+        process::spawn(process::Spec {
+            program: &program,
+            args: &pipeline.shell[1..],
+            run: &step.run,
+            dir: &dir,
+            env,
+        })
+    }
+
+    fn exited(&mut self, r: Running) -> Result<()> {
+        let Running {
+            id,
+            attempt,
+            started,
+            child,
+            mut log,
+            timed_out,
+            signalled,
+            ..
+        } = r;
+        let status = child.finish(&mut log);
+        let duration_ms = started.elapsed().as_millis() as u64;
         let outcome = match status {
-            Ok(status) => match process::status_parts(status) {
-                _ if r.timed_out => Outcome::TimedOut,
-                _ if r.signalled => {
+            Ok(exit) => match exit {
+                _ if timed_out => Outcome::TimedOut,
+                _ if signalled => {
                     Outcome::Interrupted(self.summary.interrupted.map_or(0, |s| s as i32))
                 }
-                (Some(0), _) => {
+                process::Exit::Code(0) => {
                     // Verify before recording success: every declared output
                     // must exist.
-                    self.survey.refresh_product(self.pipeline, r.id);
-                    match self.survey.get(r.id).map(|f| f.missing_outputs.clone()) {
+                    self.survey.refresh_product(self.pipeline, id);
+                    match self.survey.get(id).map(|f| f.missing_outputs.clone()) {
                         Some(missing) if !missing.is_empty() => Outcome::OutputsMissing(missing),
                         _ => Outcome::Success,
                     }
                 }
-                (Some(code), _) => Outcome::Exited(code),
-                (None, Some(sig)) => Outcome::Signaled(sig),
-                (None, None) => Outcome::Exited(-1),
+                process::Exit::Code(code) => Outcome::Exited(code),
+                process::Exit::Signal(sig) => Outcome::Signaled(sig),
             },
             Err(e) => Outcome::NotStarted(format!("lost track of the process: {e}")),
         };
-        self.ended(r.id, r.attempt, outcome, duration_ms, &r.log)
+        if let Some(e) = log.error.take() {
+            self.progress.warning(&format!(
+                "could not write the log {}: {e}",
+                log.path().display()
+            ));
+        }
+        self.ended(id, attempt, outcome, duration_ms, &log)
     }
 
     /// Records how an attempt ended and decides what follows from it.
@@ -510,7 +556,7 @@ impl<'a> Scheduler<'a> {
         attempt: u32,
         outcome: Outcome,
         duration_ms: u64,
-        log: &Path,
+        log: &LazyLog,
     ) -> Result<()> {
         let step = self.pipeline.step(id);
         self.writer.record(Record::AttemptFinished {
@@ -521,8 +567,9 @@ impl<'a> Scheduler<'a> {
             duration_ms,
             outcome: outcome.clone(),
         })?;
+        let log_path = log.exists().then(|| log.path());
         self.progress
-            .step_finished(self.pipeline, id, attempt, &outcome, duration_ms, log);
+            .step_finished(self.pipeline, id, attempt, &outcome, duration_ms, log_path);
         if outcome.ok() {
             self.summary.succeeded.push(id);
             self.release_dependents(id);
@@ -582,31 +629,26 @@ impl<'a> Scheduler<'a> {
     fn signalled(&mut self, sig: Signal) {
         if self.summary.interrupted.is_some() {
             // A second signal: no more patience.
-            self.each_running(|r| r.handle.signal(Signal::SIGKILL));
+            for r in &self.running {
+                r.child.signal(Signal::SIGKILL);
+            }
             return;
         }
         self.summary.interrupted = Some(sig);
         self.stopping = true;
         self.retries_due.clear();
-        self.progress.interrupted(sig, self.running);
-        self.each_running(|r| {
+        self.progress.interrupted(sig, self.running.len());
+        for r in &mut self.running {
             r.signalled = true;
-            r.handle.signal(sig);
-        });
-        self.kill_all_at = Some(Instant::now() + self.options.kill_grace);
-    }
-
-    fn each_running(&mut self, mut f: impl FnMut(&mut Running)) {
-        for r in self.slots.iter_mut().flatten() {
-            f(r);
+            r.child.signal(sig);
         }
+        self.kill_all_at = Some(Instant::now() + self.options.kill_grace);
     }
 
     fn next_wake(&self) -> Option<Instant> {
         let running = self
-            .slots
+            .running
             .iter()
-            .flatten()
             .flat_map(|r| [r.kill_at, if r.timed_out { None } else { r.deadline }]);
         let retries = self.retries_due.iter().map(|&(at, _)| Some(at));
         running
@@ -619,18 +661,20 @@ impl<'a> Scheduler<'a> {
     fn fire_timers(&mut self) {
         let now = Instant::now();
         let grace = self.options.kill_grace;
-        for r in self.slots.iter_mut().flatten() {
+        for r in &mut self.running {
             if !r.timed_out && r.deadline.is_some_and(|d| d <= now) {
                 r.timed_out = true;
-                r.handle.signal(Signal::SIGTERM);
+                r.child.signal(Signal::SIGTERM);
                 r.kill_at = Some(now + grace);
             } else if r.kill_at.is_some_and(|k| k <= now) {
-                r.handle.signal(Signal::SIGKILL);
+                r.child.signal(Signal::SIGKILL);
                 r.kill_at = None;
             }
         }
         if self.kill_all_at.is_some_and(|k| k <= now) {
-            self.each_running(|r| r.handle.signal(Signal::SIGKILL));
+            for r in &self.running {
+                r.child.signal(Signal::SIGKILL);
+            }
             self.kill_all_at = None;
         }
         let mut i = 0;
@@ -647,13 +691,10 @@ impl<'a> Scheduler<'a> {
     /// The journal cannot be written: stop everything we started, since we
     /// could not record how it ends.
     fn abandon(&mut self) {
-        self.each_running(|r| r.handle.signal(Signal::SIGKILL));
-        while self.running > 0 {
-            match self.rx.recv() {
-                Ok(Msg::Exited { .. }) => self.running -= 1,
-                Ok(Msg::Signal(_)) => {}
-                Err(_) => break,
-            }
+        for r in self.running.drain(..) {
+            r.child.signal(Signal::SIGKILL);
+            let mut log = r.log;
+            let _ = r.child.finish(&mut log);
         }
     }
 
@@ -668,63 +709,77 @@ impl<'a> Scheduler<'a> {
     }
 }
 
-fn spawn_step(
-    pipeline: &Pipeline,
-    id: StepId,
-    attempt: u32,
-    run: u64,
-    state_dir: &str,
-    log: &Path,
-) -> io::Result<process::Started> {
-    let step = pipeline.step(id);
-    let file = std::fs::File::create(log)?;
-    let attempt = attempt.to_string();
-    let run = run.to_string();
-    let mut env: Vec<(&str, &str)> = Vec::with_capacity(pipeline.env.len() + step.env.len() + 4);
-    env.extend(pipeline.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    env.extend(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    env.push(("STEPWISE_STEP", &step.name));
-    env.push(("STEPWISE_ATTEMPT", &attempt));
-    env.push((process::RUN_VAR, &run));
-    env.push((process::STATE_DIR_VAR, state_dir));
-    let dir = pipeline.step_dir(id);
-    process::spawn(process::Spec {
-        shell: &pipeline.shell,
-        run: &step.run,
-        dir: &dir,
-        env,
-        log: file,
-    })
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT while a run goes on: each arrival is
+/// counted, and a byte written to a pipe wakes the poll loop.
+struct SignalWatch {
+    wake: OwnedFd,
+    counts: Arc<[AtomicUsize; 4]>,
+    ids: Vec<signal_hook::SigId>,
 }
 
-/// Turns SIGINT, SIGTERM, SIGHUP and SIGQUIT into messages for the scheduler while a
-/// run is going on.
-struct SignalForwarder {
-    handle: signal_hook::iterator::Handle,
-    thread: thread::JoinHandle<()>,
-}
+const WATCHED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
-impl SignalForwarder {
-    fn start(tx: mpsc::Sender<Msg>) -> Result<SignalForwarder> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
-            .context("cannot install signal handlers")?;
-        let handle = signals.handle();
-        let thread = thread::spawn(move || {
-            for sig in signals.forever() {
-                if let Ok(sig) = Signal::try_from(sig)
-                    && tx.send(Msg::Signal(sig)).is_err()
-                {
-                    return;
-                }
+impl SignalWatch {
+    fn start() -> Result<SignalWatch> {
+        use nix::fcntl::OFlag;
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .map_err(std::io::Error::from)
+            .context("cannot create a pipe for signals")?;
+        let counts: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+        let mut ids = Vec::new();
+        for (i, sig) in WATCHED.iter().enumerate() {
+            let c = Arc::clone(&counts);
+            // SAFETY: the action only increments an atomic, which is
+            // async-signal-safe. It is registered before the pipe writer, so
+            // the count is there when the loop wakes.
+            let id = unsafe {
+                signal_hook::low_level::register(*sig as i32, move || {
+                    c[i].fetch_add(1, Ordering::SeqCst);
+                })
             }
-        });
-        Ok(SignalForwarder { handle, thread })
+            .context("cannot install signal handlers")?;
+            ids.push(id);
+            let w = write
+                .try_clone()
+                .context("cannot install signal handlers")?;
+            ids.push(
+                signal_hook::low_level::pipe::register(*sig as i32, w)
+                    .context("cannot install signal handlers")?,
+            );
+        }
+        Ok(SignalWatch {
+            wake: read,
+            counts,
+            ids,
+        })
     }
 
-    fn stop(self) {
-        self.handle.close();
-        let _ = self.thread.join();
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.wake.as_fd()
+    }
+
+    /// The signals that arrived since the last call, in a fixed order.
+    fn take(&mut self) -> Vec<Signal> {
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(&self.wake, &mut buf), Ok(n) if n > 0) {}
+        let mut out = Vec::new();
+        for (i, sig) in WATCHED.iter().enumerate() {
+            for _ in 0..self.counts[i].swap(0, Ordering::SeqCst) {
+                out.push(*sig);
+            }
+        }
+        out
+    }
+
+    fn stop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
     }
 }
 

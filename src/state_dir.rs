@@ -152,6 +152,15 @@ impl Writer {
     }
 }
 
+/// Whether a file name is that of a state dir: `.stepwise` or
+/// `.stepwise-NAME` (not `.stepwiserc`).
+pub fn is_state_dir_name(name: &str) -> bool {
+    name == STATE_DIR
+        || name
+            .strip_prefix(STATE_DIR)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// The state dir name for a pipeline file: `.stepwise` for the default
 /// `stepwise.toml`, `.stepwise-NAME` for `NAME.toml`.
 pub fn state_dir_name(pipeline_file: &Path) -> String {

@@ -176,8 +176,29 @@ impl Survey {
 pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io::Error)> {
     let mut failed = Vec::new();
     // Paths come from `output_paths`, checked to lie inside the pipeline's
-    // folder and outside the state dir: nothing else can be touched.
+    // folder and outside the state dir as written; the folder they are in is
+    // checked again here with symlinks resolved, so a link to elsewhere can
+    // never make us delete there.
+    let root = std::fs::canonicalize(&pipeline.root).unwrap_or_else(|_| pipeline.root.clone());
     for path in pipeline.output_paths(id) {
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        match std::fs::canonicalize(parent) {
+            Ok(real) if real.starts_with(&root) => {}
+            Ok(real) => {
+                failed.push((
+                    path.clone(),
+                    std::io::Error::other(format!(
+                        "not removed: it is really in {}, outside the pipeline's folder",
+                        real.display()
+                    )),
+                ));
+                continue;
+            }
+            // Its folder does not exist: nothing to remove.
+            Err(_) => continue,
+        }
         let result = match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
             Ok(_) => std::fs::remove_file(&path),
@@ -211,7 +232,8 @@ pub fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     let options = glob::MatchOptions {
         case_sensitive: true,
         require_literal_separator: true,
-        require_literal_leading_dot: false,
+        // As in the shell: `*` does not match hidden files.
+        require_literal_leading_dot: true,
     };
     let paths = glob::glob_with(&full, options)
         .map_err(|e| format!("not a valid glob pattern ({})", e.msg))?;
@@ -222,7 +244,14 @@ pub fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
             .strip_prefix(dir)
             .map(Path::to_path_buf)
             .unwrap_or(path);
-        out.push(rel);
+        let in_state_dir = rel.components().any(|c| {
+            c.as_os_str()
+                .to_str()
+                .is_some_and(crate::state_dir::is_state_dir_name)
+        });
+        if !in_state_dir {
+            out.push(rel);
+        }
     }
     out.sort();
     Ok(out)

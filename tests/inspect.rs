@@ -81,8 +81,12 @@ fn status_json_has_every_documented_field() {
     assert_eq!(a_last["ok"], true);
     assert_eq!(a_last["exit_code"], 0);
     assert_eq!(a_last["signal"], serde_json::Value::Null);
-    let log = a_last["log"].as_str().expect("a log path");
-    assert!(log.ends_with(".stepwise/logs/a.1.log"), "{log}");
+    // a printed nothing, so it has no log file; b complained, so it has one.
+    assert_eq!(a_last["log"], serde_json::Value::Null);
+    let log = steps[1]["last_attempt"]["log"]
+        .as_str()
+        .expect("a log path");
+    assert!(log.ends_with(".stepwise/logs/b.1.log"), "{log}");
     assert!(
         std::path::Path::new(log).exists(),
         "the log is where it says"
@@ -115,11 +119,12 @@ fn status_json_counts_attempts_across_runs() {
     assert_eq!(b["last_attempt"]["number"], 3);
     assert_eq!(b["last_attempt"]["run"], 3);
     assert_eq!(b["last_attempt"]["ok"], true);
+    // The successful attempt printed nothing: no log file was made for it.
+    assert_eq!(b["last_attempt"]["log"], serde_json::Value::Null);
+    assert!(!space.exists(".stepwise/logs/b.3.log"));
     assert!(
-        b["last_attempt"]["log"]
-            .as_str()
-            .unwrap()
-            .ends_with("b.3.log")
+        space.exists(".stepwise/logs/b.2.log"),
+        "the failed one complained"
     );
     assert_eq!(doc["steps"][0]["attempts"], 1, "a ran once");
 }
@@ -141,7 +146,7 @@ fn status_shows_each_steps_latest_attempt_in_a_table() {
     }
     assert!(lines[1].starts_with("a "), "{}", lines[1]);
     assert!(lines[1].contains("ok"), "{}", lines[1]);
-    assert!(lines[1].contains(".stepwise/logs/a.1.log"), "{}", lines[1]);
+    assert!(lines[1].contains("(no output)"), "{}", lines[1]);
     assert!(lines[2].starts_with("b "), "{}", lines[2]);
     assert!(lines[2].contains("exit code 3"), "{}", lines[2]);
     assert!(lines[2].contains(".stepwise/logs/b.1.log"), "{}", lines[2]);
