@@ -64,6 +64,8 @@ pub struct FileHasher {
     cache: HashMap<PathBuf, (Stamp, Digest)>,
     dirty: bool,
     racy_ns: i128,
+    /// Set by [`FileHasher::hash_settled`].
+    settled: bool,
     pub stats: HashStats,
 }
 
@@ -73,6 +75,7 @@ impl Default for FileHasher {
             cache: HashMap::new(),
             dirty: false,
             racy_ns: RACY_NS,
+            settled: false,
             stats: HashStats::default(),
         }
     }
@@ -113,6 +116,17 @@ impl FileHasher {
         Ok(())
     }
 
+    /// Like [`FileHasher::hash_path`], for files whose writers are known to
+    /// be gone (a step's outputs, read after its whole process group ended):
+    /// their stamps can be trusted at once, however recent, since nothing can
+    /// change them again within the same timestamp tick.
+    pub fn hash_settled(&mut self, path: &Path) -> io::Result<Option<Digest>> {
+        self.settled = true;
+        let result = self.hash_path(path);
+        self.settled = false;
+        result
+    }
+
     /// The content hash of a file or folder; `Ok(None)` if it does not exist.
     pub fn hash_path(&mut self, path: &Path) -> io::Result<Option<Digest>> {
         let meta = match fs::metadata(path) {
@@ -147,7 +161,7 @@ impl FileHasher {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        let racy = now - stamp.mtime_ns.max(stamp.ctime_ns) < self.racy_ns;
+        let racy = !self.settled && now - stamp.mtime_ns.max(stamp.ctime_ns) < self.racy_ns;
         if racy {
             self.cache.remove(path);
         } else {

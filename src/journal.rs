@@ -66,11 +66,58 @@ pub enum Outcome {
 
 /// What a step was when an attempt of it started (or was imported): its
 /// fingerprint and the components it was made of.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Only the fingerprint decides anything; the components are read only to
+/// explain a difference, so a stamp read from the journal keeps them as the
+/// JSON text they were stored as and parses them on demand (a journal of a
+/// million records would otherwise spend most of its load time on them).
+#[derive(Clone, Debug)]
 pub struct Stamp {
     pub fingerprint: Digest,
-    pub parts: Components,
+    parts: Parts,
 }
+
+#[derive(Clone, Debug)]
+enum Parts {
+    Parsed(Components),
+    Stored(Box<serde_json::value::RawValue>),
+}
+
+impl Stamp {
+    pub fn new(fingerprint: Digest, parts: Components) -> Stamp {
+        Stamp {
+            fingerprint,
+            parts: Parts::Parsed(parts),
+        }
+    }
+
+    /// The components the fingerprint was made of. Stored components that
+    /// cannot be read back count as none: every one then reads as changed,
+    /// which only ever explains more, never decides differently.
+    pub fn parts(&self) -> Cow<'_, Components> {
+        match &self.parts {
+            Parts::Parsed(c) => Cow::Borrowed(c),
+            Parts::Stored(raw) => Cow::Owned(parse_parts(raw.get()).unwrap_or_default()),
+        }
+    }
+}
+
+fn parse_parts(json: &str) -> std::result::Result<Components, String> {
+    let map: BTreeMap<String, String> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let mut parts = Components::default();
+    for (key, digest) in map {
+        parts.insert(key, digest.parse::<Digest>()?);
+    }
+    Ok(parts)
+}
+
+impl PartialEq for Stamp {
+    fn eq(&self, other: &Stamp) -> bool {
+        self.fingerprint == other.fingerprint && self.parts() == other.parts()
+    }
+}
+
+impl Eq for Stamp {}
 
 impl Outcome {
     pub fn ok(&self) -> bool {
@@ -143,8 +190,8 @@ struct Raw<'a> {
     pid: Option<u32>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     fingerprint: Option<Cow<'a, str>>,
-    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
-    parts: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts: Option<Box<serde_json::value::RawValue>>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     stamps: Option<BTreeMap<Cow<'a, str>, RawStamp<'a>>>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
@@ -193,7 +240,7 @@ impl Record {
                     (Some(*run), Some(step.into()), Some(*attempt), *at);
                 if let Some(stamp) = stamp {
                     let RawStamp { fingerprint, parts } = RawStamp::from(stamp);
-                    (raw.fingerprint, raw.parts) = (Some(fingerprint), Some(parts));
+                    (raw.fingerprint, raw.parts) = (Some(fingerprint), parts);
                 }
             }
             Record::AttemptFinished {
@@ -315,7 +362,7 @@ impl Record {
                     Some(fingerprint) => Some(
                         RawStamp {
                             fingerprint,
-                            parts: raw.parts.unwrap_or_default(),
+                            parts: raw.parts,
                         }
                         .parse()?,
                     ),
@@ -383,25 +430,30 @@ impl Record {
     }
 }
 
-/// A [`Stamp`] as stored: hex digests.
+/// A [`Stamp`] as stored: hex digests, the components as a JSON object.
 #[derive(Serialize, Deserialize)]
 struct RawStamp<'a> {
     #[serde(borrow)]
     fingerprint: Cow<'a, str>,
-    #[serde(borrow, default)]
-    parts: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    #[serde(default)]
+    parts: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl From<&Stamp> for RawStamp<'_> {
     fn from(stamp: &Stamp) -> Self {
+        let parts = match &stamp.parts {
+            Parts::Stored(raw) => raw.clone(),
+            Parts::Parsed(c) => {
+                let map: BTreeMap<&str, String> =
+                    c.0.iter()
+                        .map(|(k, d)| (k.as_str(), d.to_string()))
+                        .collect();
+                serde_json::value::to_raw_value(&map).expect("a map of strings serializes")
+            }
+        };
         RawStamp {
             fingerprint: stamp.fingerprint.to_string().into(),
-            parts: stamp
-                .parts
-                .0
-                .iter()
-                .map(|(k, d)| (k.clone().into(), d.to_string().into()))
-                .collect(),
+            parts: Some(parts),
         }
     }
 }
@@ -409,10 +461,10 @@ impl From<&Stamp> for RawStamp<'_> {
 impl RawStamp<'_> {
     fn parse(self) -> std::result::Result<Stamp, String> {
         let fingerprint: Digest = self.fingerprint.parse()?;
-        let mut parts = Components::default();
-        for (key, digest) in self.parts {
-            parts.insert(key.into_owned(), digest.parse::<Digest>()?);
-        }
+        let parts = match self.parts {
+            Some(raw) => Parts::Stored(raw),
+            None => Parts::Parsed(Components::default()),
+        };
         Ok(Stamp { fingerprint, parts })
     }
 }

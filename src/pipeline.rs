@@ -814,15 +814,17 @@ impl Cx<'_> {
         // worth reporting alongside the other problems.
         self.check_cycles(&raw.steps, &edges);
 
+        // Line numbers for every step from one pass over the text, not one
+        // scan per step (a 10,000-step file would take quadratic time).
+        let line_starts: Vec<usize> = std::iter::once(0)
+            .chain(self.source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         let steps = raw
             .steps
             .into_iter()
             .zip(edges)
             .map(|(s, deps)| Step {
-                line: Diagnostic::new("")
-                    .at(self.path, self.source, s.span.clone())
-                    .location
-                    .map_or(0, |l| l.line),
+                line: line_of(&line_starts, s.span.start),
                 name: s.name.map(Spanned::into_inner).unwrap_or_default(),
                 run: s.run.unwrap_or_default(),
                 dir: s.dir,
@@ -962,6 +964,11 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         return Err(format!("`{text}` is longer than a year"));
     }
     Ok(Duration::from_secs_f64(total))
+}
+
+/// The 1-based line of a byte offset, given where each line starts.
+fn line_of(line_starts: &[usize], offset: usize) -> usize {
+    line_starts.partition_point(|&start| start <= offset).max(1)
 }
 
 /// Why an input pattern is not acceptable, if it is not.

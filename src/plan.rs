@@ -298,7 +298,7 @@ pub fn staleness(
         });
     }
     if stamp.fingerprint != now.fingerprint {
-        let changes = now.components.changes_since(&stamp.parts);
+        let changes = now.components.changes_since(&stamp.parts());
         if changes.is_empty() {
             reasons.push(Reason::DefinitionChanged {
                 part: "fingerprint".into(),

@@ -250,10 +250,7 @@ impl Project {
                 Some(f) if !unstampable[id.index()] => {
                     stamps.insert(
                         name.clone(),
-                        Stamp {
-                            fingerprint: f.fingerprint,
-                            parts: f.components.clone(),
-                        },
+                        Stamp::new(f.fingerprint, f.components.clone()),
                     );
                 }
                 _ => by_name.push(name.clone()),
@@ -291,17 +288,11 @@ impl Project {
         let mut unchanged = Vec::new();
         if let (Some(stamp), Some(facts)) = (success.as_ref().and_then(|s| s.stamp.clone()), &facts)
         {
-            let keys: std::collections::BTreeSet<&String> = stamp
-                .parts
-                .0
-                .keys()
-                .chain(facts.components.0.keys())
-                .collect();
+            let parts = stamp.parts();
+            let keys: std::collections::BTreeSet<&String> =
+                parts.0.keys().chain(facts.components.0.keys()).collect();
             for key in keys {
-                let (was, now) = (
-                    stamp.parts.get(key).copied(),
-                    facts.components.get(key).copied(),
-                );
+                let (was, now) = (parts.get(key).copied(), facts.components.get(key).copied());
                 if was == now {
                     unchanged.push(key.clone());
                 }
@@ -309,10 +300,7 @@ impl Project {
             for reason in &step_plan.reasons {
                 let key = component_key(reason);
                 let (was, now) = match &key {
-                    Some(k) => (
-                        stamp.parts.get(k).copied(),
-                        facts.components.get(k).copied(),
-                    ),
+                    Some(k) => (parts.get(k).copied(), facts.components.get(k).copied()),
                     None => (None, None),
                 };
                 changes.push(Change {

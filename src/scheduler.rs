@@ -433,10 +433,10 @@ impl<'a> Scheduler<'a> {
             + 1;
         self.tries[id.index()] += 1;
         let mut log = LazyLog::new(self.state.log(&step.name, attempt));
-        let stamp = facts.missing_inputs.is_empty().then(|| Stamp {
-            fingerprint: facts.fingerprint,
-            parts: facts.components.clone(),
-        });
+        let stamp = facts
+            .missing_inputs
+            .is_empty()
+            .then(|| Stamp::new(facts.fingerprint, facts.components.clone()));
         self.writer.record(Record::AttemptStarted {
             run: self.run,
             step: step.name.clone(),
@@ -529,7 +529,7 @@ impl<'a> Scheduler<'a> {
                 process::Exit::Code(0) => {
                     // Verify before recording success: every declared output
                     // must exist.
-                    self.survey.refresh_product(self.pipeline, id);
+                    self.survey.refresh_product_settled(self.pipeline, id);
                     match self.survey.get(id).map(|f| f.missing_outputs.clone()) {
                         Some(missing) if !missing.is_empty() => Outcome::OutputsMissing(missing),
                         _ => Outcome::Success,

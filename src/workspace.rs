@@ -114,7 +114,7 @@ impl Survey {
             c.insert(format!("dep:{}", pipeline.step(*dep).name), product);
         }
         let fingerprint = c.fingerprint();
-        let (missing_outputs, outputs_digest) = self.outputs(pipeline, id);
+        let (missing_outputs, outputs_digest) = self.outputs(pipeline, id, false);
         let facts = StepFacts {
             components: c,
             fingerprint,
@@ -129,7 +129,18 @@ impl Survey {
     /// Re-reads a step's outputs after it ran, so the steps that need it see
     /// what it wrote.
     pub fn refresh_product(&mut self, pipeline: &Pipeline, id: StepId) {
-        let (missing, digest) = self.outputs(pipeline, id);
+        self.refresh_product_with(pipeline, id, false);
+    }
+
+    /// Like [`Survey::refresh_product`], right after the step's processes
+    /// ended: nothing can still be writing its outputs, so their hashes can
+    /// be cached however recent they are.
+    pub fn refresh_product_settled(&mut self, pipeline: &Pipeline, id: StepId) {
+        self.refresh_product_with(pipeline, id, true);
+    }
+
+    fn refresh_product_with(&mut self, pipeline: &Pipeline, id: StepId, settled: bool) {
+        let (missing, digest) = self.outputs(pipeline, id, settled);
         if let Some(facts) = &mut self.facts[id.index()] {
             facts.missing_outputs = missing;
             facts.product = digest.unwrap_or(facts.fingerprint);
@@ -147,7 +158,12 @@ impl Survey {
 
     /// Which declared outputs are missing, and the digest of all of them
     /// (`None` when the step declares none).
-    fn outputs(&mut self, pipeline: &Pipeline, id: StepId) -> (Vec<String>, Option<Digest>) {
+    fn outputs(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        settled: bool,
+    ) -> (Vec<String>, Option<Digest>) {
         let step = pipeline.step(id);
         if step.outputs.is_empty() {
             return (Vec::new(), None);
@@ -156,7 +172,12 @@ impl Survey {
         let mut missing = Vec::new();
         let mut hashed = Vec::with_capacity(paths.len());
         for (written, path) in step.outputs.iter().zip(&paths) {
-            let digest = match self.hasher.hash_path(path) {
+            let result = if settled {
+                self.hasher.hash_settled(path)
+            } else {
+                self.hasher.hash_path(path)
+            };
+            let digest = match result {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     missing.push(written.clone());

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Benchmark stepwise against make and ninja on the same generated pipelines.
+
+    python3 bench/bench.py                 # N = 1000, 5 repetitions
+    python3 bench/bench.py -n 10000 -r 3
+    python3 bench/bench.py -n 100000 -r 1 --tools stepwise
+
+Every step is `echo i > out/step_i`. Shapes: "chain" (each step after the one
+before) and "wide" (N independent steps, then one that needs them all).
+Scenarios, each on a fresh copy of the pipeline:
+
+    cold-chain-j1   nothing done, chain, -j1
+    cold-wide-j2    nothing done, wide, -j2
+    noop            everything done, chain: how long until it says so
+    half-chain-j1   the first half done, chain, -j1
+    plan-journal    `stepwise plan` with a journal holding 100 runs' worth
+                    of records (stepwise only)
+
+Tools run A/B interleaved (every repetition runs each tool once, in turn), so
+a noisy machine slows them alike. Prints medians, the ratio of stepwise to
+each other tool, and each tool's peak resident memory (max RSS of the
+measured process, from wait4).
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_STEPWISE = os.path.join(ROOT, "target", "release", "stepwise")
+
+
+def generate(folder, n, shape):
+    """Writes stepwise.toml, Makefile and build.ninja for the same pipeline."""
+    os.makedirs(os.path.join(folder, "out"), exist_ok=True)
+    toml, make, ninja = [], [], []
+    ninja.append("rule w\n  command = echo $i > $out\n")
+    make.append(".SUFFIXES:\n")
+    if shape == "chain":
+        make.append(f"all: out/step_{n - 1}\n")
+        for i in range(n):
+            toml.append(f'[[step]]\nname = "s{i}"\nrun = "echo {i} > out/step_{i}"\noutputs = ["out/step_{i}"]\n')
+            dep = f"out/step_{i - 1}" if i else ""
+            make.append(f"out/step_{i}: {dep}\n\techo {i} > out/step_{i}\n")
+            ninja.append(f"build out/step_{i}: w" + (f" | out/step_{i - 1}" if i else "") + f"\n  i = {i}\n")
+        ninja.append(f"default out/step_{n - 1}\n")
+    else:
+        names = []
+        for i in range(n):
+            toml.append(f'[[step]]\nname = "s{i}"\nafter = []\nrun = "echo {i} > out/step_{i}"\noutputs = ["out/step_{i}"]\n')
+            make.append(f"out/step_{i}:\n\techo {i} > out/step_{i}\n")
+            ninja.append(f"build out/step_{i}: w\n  i = {i}\n")
+            names.append(f"s{i}")
+        outs = " ".join(f"out/step_{i}" for i in range(n))
+        toml.append('[[step]]\nname = "all"\nafter = [' + ", ".join(f'"{s}"' for s in names) + ']\nrun = "echo done > out/all"\noutputs = ["out/all"]\n')
+        make.insert(1, "all: out/all\n")
+        make.append(f"out/all: {outs}\n\techo done > out/all\n")
+        ninja.append(f"build out/all: w | {outs}\n  i = done\n")
+        ninja.append("default out/all\n")
+    with open(os.path.join(folder, "stepwise.toml"), "w") as f:
+        f.write("\n".join(toml))
+    with open(os.path.join(folder, "Makefile"), "w") as f:
+        f.write("".join(make))
+    with open(os.path.join(folder, "build.ninja"), "w") as f:
+        f.write("".join(ninja))
+
+
+def reset(folder):
+    """Back to "nothing done"."""
+    for name in ("out", ".stepwise"):
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    for name in (".ninja_log", ".ninja_deps"):
+        try:
+            os.remove(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+    os.makedirs(os.path.join(folder, "out"))
+
+
+def measure(cmd, cwd):
+    """Runs cmd; returns its wall-clock seconds. Fails loudly."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace")
+        sys.exit(f"{' '.join(cmd)} failed in {cwd} with {proc.returncode}:\n{err[-2000:]}")
+    return elapsed
+
+
+def peak_memory(cmd, cwd):
+    """The measured process's peak resident memory in MiB, from GNU time's
+    %M in a separate run (so the timed runs carry no wrapper), or None."""
+    if not os.path.exists("/usr/bin/time"):
+        return None
+    with tempfile.NamedTemporaryFile("r") as out:
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", out.name, *cmd], cwd=cwd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        return int(out.read().strip().splitlines()[-1]) / 1024
+
+
+def quiet(cmd, cwd):
+    subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
+def commands(tool, stepwise, jobs):
+    return {
+        "stepwise": [stepwise, "run", "-j", str(jobs)],
+        "make": ["make", "-s", f"-j{jobs}"],
+        "ninja": ["ninja", "-j", str(jobs)],
+    }[tool]
+
+
+def half_target(tool, stepwise, n):
+    last = n // 2 - 1
+    return {
+        "stepwise": [stepwise, "run", "-j1", f"s{last}"],
+        "make": ["make", "-s", "-j1", f"out/step_{last}"],
+        "ninja": ["ninja", "-j1", f"out/step_{last}"],
+    }[tool]
+
+
+def long_journal(folder, runs):
+    """Makes the journal hold `runs` runs' worth of records: the real, last
+    run's records, preceded by copies of them under older run numbers."""
+    path = os.path.join(folder, ".stepwise", "journal.jsonl")
+    with open(path) as f:
+        lines = f.readlines()
+    out = []
+    for r in range(1, runs):
+        for line in lines:
+            out.append(line.replace('"run":1,', f'"run":{r},', 1).replace('"run":1}', f'"run":{r}}}', 1))
+    for line in lines:
+        out.append(line.replace('"run":1,', f'"run":{runs},', 1).replace('"run":1}', f'"run":{runs}}}', 1))
+    with open(path, "w") as f:
+        f.writelines(out)
+    return len(out)
+
+
+def scenario_setup(name, tool, folder, stepwise, n):
+    reset(folder)
+    if name == "noop":
+        quiet(commands(tool, stepwise, 2), folder)
+    elif name == "half-chain-j1":
+        quiet(half_target(tool, stepwise, n), folder)
+    elif name == "plan-journal":
+        quiet(commands(tool, stepwise, 2), folder)
+
+
+SCENARIOS = {
+    # name: (shape, jobs, tools that take part)
+    "cold-chain-j1": ("chain", 1, None),
+    "cold-wide-j2": ("wide", 2, None),
+    "noop": ("chain", 2, None),
+    "half-chain-j1": ("chain", 1, None),
+    "plan-journal": ("chain", 1, ["stepwise"]),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=1000, help="steps per pipeline (default 1000)")
+    ap.add_argument("-r", "--reps", type=int, default=5, help="repetitions per scenario (default 5)")
+    ap.add_argument("--tools", default="stepwise,make,ninja", help="comma-separated (default: stepwise,make,ninja)")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated scenario names")
+    ap.add_argument("--stepwise", default=DEFAULT_STEPWISE, help="the stepwise binary (default: target/release)")
+    ap.add_argument("--journal-runs", type=int, default=100, help="runs' worth of records for plan-journal")
+    args = ap.parse_args()
+
+    if not os.path.exists(args.stepwise):
+        sys.exit(f"no stepwise binary at {args.stepwise}; run `cargo build --release` first")
+    tools = [t for t in args.tools.split(",") if t == "stepwise" or shutil.which(t)]
+    missing = set(args.tools.split(",")) - set(tools)
+    if missing:
+        print(f"(not installed, skipped: {', '.join(sorted(missing))})")
+    versions = {
+        "stepwise": subprocess.run([args.stepwise, "--version"], capture_output=True, text=True).stdout.strip(),
+        "make": subprocess.run(["make", "--version"], capture_output=True, text=True).stdout.splitlines()[0] if "make" in tools else "",
+        "ninja": ("ninja " + subprocess.run(["ninja", "--version"], capture_output=True, text=True).stdout.strip()) if "ninja" in tools else "",
+    }
+    print(f"N = {args.n}, {args.reps} repetitions, {os.cpu_count()} CPUs; " + "; ".join(v for v in versions.values() if v))
+
+    work = tempfile.mkdtemp(prefix="stepwise-bench-")
+    results = {}
+    try:
+        for name in args.scenarios.split(","):
+            shape, jobs, only = SCENARIOS[name]
+            taking_part = [t for t in tools if only is None or t in only]
+            folders = {}
+            for tool in taking_part:
+                folders[tool] = os.path.join(work, f"{name}-{tool}")
+                generate(folders[tool], args.n, shape)
+            times = {t: [] for t in taking_part}
+            peak = {}
+            records = None
+
+            def prepared(tool):
+                nonlocal records
+                folder = folders[tool]
+                scenario_setup(name, tool, folder, args.stepwise, args.n)
+                if name == "plan-journal":
+                    records = long_journal(folder, args.journal_runs)
+                    return [args.stepwise, "plan"]
+                return commands(tool, args.stepwise, jobs)
+
+            for _ in range(args.reps):
+                for tool in taking_part:
+                    cmd = prepared(tool)
+                    times[tool].append(measure(cmd, folders[tool]))
+            for tool in taking_part:
+                cmd = prepared(tool)
+                peak[tool] = peak_memory(cmd, folders[tool])
+            results[name] = (times, peak, records)
+            line = f"{name:14}"
+            for tool in taking_part:
+                mem = f" ({peak[tool]:.1f} MiB)" if peak[tool] is not None else ""
+                line += f"  {tool} {fmt(statistics.median(times[tool]))}{mem}"
+            if "stepwise" in times:
+                for other in ("make", "ninja"):
+                    if other in times:
+                        ratio = statistics.median(times["stepwise"]) / statistics.median(times[other])
+                        line += f"  stepwise/{other} {ratio:.2f}"
+            if records:
+                line += f"  [{records} journal records]"
+            print(line, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fmt(seconds):
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+if __name__ == "__main__":
+    main()
