@@ -606,6 +606,17 @@ impl JsonlStore {
     /// last record missing its newline gets one), so new records start on a
     /// line of their own.
     pub fn open(path: &Path, mode: SyncMode) -> Result<JsonlStore> {
+        Ok(JsonlStore::open_reading(path, mode, &mut |_| {})?.0)
+    }
+
+    /// [`JsonlStore::open`], calling `visit` with every record on the way:
+    /// the file is read once, for the caller and for mending its tail. A
+    /// corrupt journal is refused before anything is written to it.
+    pub fn open_reading(
+        path: &Path,
+        mode: SyncMode,
+        visit: &mut dyn FnMut(Record),
+    ) -> Result<(JsonlStore, ReadReport)> {
         let created = !path.exists();
         let file = OpenOptions::new()
             .read(true)
@@ -626,21 +637,22 @@ impl JsonlStore {
             stop: None,
             committer: None,
         };
-        store.mend_tail()?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &*store.file, &mut bytes)
+            .context(format!("cannot read the journal {}", path.display()))?;
+        let report = read_bytes(path, &bytes, visit)?;
+        store.mend_tail(&bytes, &report)?;
         if mode == SyncMode::Batched {
             store.start_group_commit();
         }
-        Ok(store)
+        Ok((store, report))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn mend_tail(&mut self) -> Result<()> {
-        let bytes = std::fs::read(&self.path)
-            .context(format!("cannot read the journal {}", self.path.display()))?;
-        let report = read_bytes(&self.path, &bytes, &mut |_| {})?;
+    fn mend_tail(&mut self, bytes: &[u8], report: &ReadReport) -> Result<()> {
         let whole = report.valid_len as usize;
         if whole < bytes.len() {
             self.file.set_len(whole as u64).context(format!(

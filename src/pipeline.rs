@@ -82,6 +82,8 @@ pub struct Step {
     pub outputs: Vec<String>,
     /// Keep the outputs of a failed attempt instead of removing them.
     pub keep_failed_outputs: bool,
+    /// `outputs` as absolute paths, checked once when the file is read.
+    output_paths: Vec<PathBuf>,
     /// Stop the attempt after this long.
     pub timeout: Option<Duration>,
     /// Extra attempts after a failure, within one run.
@@ -263,12 +265,8 @@ impl Pipeline {
 
     /// The absolute paths of a step's declared outputs (validated to lie
     /// inside [`Pipeline::root`]).
-    pub fn output_paths(&self, id: StepId) -> Vec<PathBuf> {
-        let step = self.step(id);
-        step.outputs
-            .iter()
-            .filter_map(|o| inside_root(&self.root, step.dir.as_deref(), o).ok())
-            .collect()
+    pub fn output_paths(&self, id: StepId) -> &[PathBuf] {
+        &self.step(id).output_paths
     }
 
     /// The folder a step runs in.
@@ -824,6 +822,11 @@ impl Cx<'_> {
             .into_iter()
             .zip(edges)
             .map(|(s, deps)| Step {
+                output_paths: s
+                    .outputs
+                    .iter()
+                    .filter_map(|o| inside_root(root, s.dir.as_deref(), o.get_ref()).ok())
+                    .collect(),
                 line: line_of(&line_starts, s.span.start),
                 name: s.name.map(Spanned::into_inner).unwrap_or_default(),
                 run: s.run.unwrap_or_default(),

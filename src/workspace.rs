@@ -168,7 +168,7 @@ impl Survey {
         if step.outputs.is_empty() {
             return (Vec::new(), None);
         }
-        let paths = pipeline.output_paths(id);
+        let paths = pipeline.output_paths(id).to_vec();
         let mut missing = Vec::new();
         let mut hashed = Vec::with_capacity(paths.len());
         for (written, path) in step.outputs.iter().zip(&paths) {
@@ -201,7 +201,7 @@ pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io:
     // checked again here with symlinks resolved, so a link to elsewhere can
     // never make us delete there.
     let root = std::fs::canonicalize(&pipeline.root).unwrap_or_else(|_| pipeline.root.clone());
-    for path in pipeline.output_paths(id) {
+    for path in pipeline.output_paths(id).iter().cloned() {
         let Some(parent) = path.parent() else {
             continue;
         };
