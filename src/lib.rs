@@ -32,6 +32,7 @@ pub mod history;
 pub mod journal;
 pub mod lock;
 pub mod pipeline;
+pub mod pipeline_cache;
 pub mod plan;
 pub mod process;
 pub mod project;

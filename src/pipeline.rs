@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -21,7 +22,7 @@ pub const DEFAULT_FILE: &str = "stepwise.toml";
 
 /// Index of a step in [`Pipeline::steps`]; the pipeline's order is the order
 /// of these ids.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StepId(pub u32);
 
 impl StepId {
@@ -31,7 +32,7 @@ impl StepId {
 }
 
 /// When the journal is flushed to stable storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SyncMode {
     /// fsync at least once a second while running and before exiting: a power
     /// cut costs at most the last second of records.
@@ -42,7 +43,7 @@ pub enum SyncMode {
 }
 
 /// A validated pipeline.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pipeline {
     /// The pipeline file, as the user named it (for messages).
     pub path: PathBuf,
@@ -60,11 +61,13 @@ pub struct Pipeline {
     /// killed.
     pub kill_grace: Duration,
     pub steps: Vec<Step>,
+    /// Rebuilt, not stored, when loaded from the compiled cache.
+    #[serde(skip)]
     index: HashMap<String, StepId>,
 }
 
 /// One step of a pipeline.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
     pub name: String,
     /// The shell command string.
@@ -97,6 +100,12 @@ pub struct Step {
 impl Pipeline {
     /// Reads and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline> {
+        let (source, root) = Pipeline::read_source(path)?;
+        Pipeline::parse(path, &root, &source)
+    }
+
+    /// The text of a pipeline file and the absolute folder it is in.
+    pub fn read_source(path: &Path) -> Result<(String, PathBuf)> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,7 +142,17 @@ impl Pipeline {
             .unwrap_or(Path::new("."));
         let root = std::path::absolute(root)
             .context(format!("cannot resolve the folder of {}", path.display()))?;
-        Pipeline::parse(path, &root, &source)
+        Ok((source, root))
+    }
+
+    /// Rebuilds what is not stored in the compiled form.
+    pub(crate) fn rebuild_index(&mut self) {
+        self.index = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), StepId(i as u32)))
+            .collect();
     }
 
     /// Validates the text of a pipeline file. `path` is only used in messages,

@@ -19,6 +19,9 @@ use crate::workspace::{MissingInput, Survey};
 pub struct Project {
     pub pipeline: Pipeline,
     pub state: StateDir,
+    /// The compiled pipeline, to store on the next run, when the file was
+    /// parsed rather than read from the compiled cache.
+    compiled: Option<Vec<u8>>,
 }
 
 /// What the read-only commands look at: the journal as read, the facts
@@ -72,9 +75,13 @@ pub struct Why {
 impl Project {
     /// Loads and validates the pipeline file at `path`.
     pub fn open(path: &Path) -> Result<Project> {
-        let pipeline = Pipeline::load(path)?;
-        let state = StateDir::for_pipeline(&pipeline);
-        Ok(Project { pipeline, state })
+        let loaded = crate::pipeline_cache::load(path)?;
+        let state = StateDir::for_pipeline(&loaded.pipeline);
+        Ok(Project {
+            pipeline: loaded.pipeline,
+            state,
+            compiled: loaded.compiled,
+        })
     }
 
     fn hasher(&self) -> FileHasher {
@@ -129,6 +136,10 @@ impl Project {
         let selected = self.pipeline.resolve(steps)?;
         let scope = self.pipeline.scope(&selected);
         let mut writer = self.state.open_writer(self.pipeline.sync, "run")?;
+        if let Some(compiled) = &self.compiled {
+            let cache = crate::pipeline_cache::cache_path(&self.pipeline.path, &self.pipeline.root);
+            crate::pipeline_cache::store(&cache, compiled);
+        }
         for w in &writer.warnings {
             progress.warning(w);
         }
