@@ -107,6 +107,8 @@ enum Command {
     /// Export or import the checkpoint as a JSON list of [name, ok] pairs
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Compact the journal: keep each step's latest success and latest attempt, and every run's summary
+    Gc,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,6 +134,8 @@ pub fn main() -> i32 {
     };
     match dispatch(cli) {
         Ok(code) => code,
+        // `stepwise plan | head`: the reader has seen enough; not an error.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
         Err(e) => {
             let _ = std::io::stdout().flush();
             eprintln!("{e}");
@@ -172,6 +176,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             };
             let mut console = Console::default();
             let report = project.run(&steps, &options, &mut console)?;
+            if let Some(c) = &report.compaction {
+                eprintln!("compacted first: {}", describe_compaction(c));
+            }
             match &report.summary {
                 Some(summary) => console.summary(&project.pipeline, summary),
                 None => eprintln!("nothing to do: every step in scope is done"),
@@ -192,9 +199,42 @@ fn dispatch(cli: Cli) -> Result<i32> {
             downstream,
             dry_run,
         } => forget(&project, &steps, all, downstream, dry_run),
+        Command::Gc => {
+            let c = project.gc()?;
+            if !c.leftovers_killed.is_empty() {
+                eprintln!(
+                    "killed {} process(es) left running by a killed run",
+                    c.leftovers_killed.len()
+                );
+            }
+            eprintln!("{}", describe_compaction(&c));
+            Ok(EXIT_OK)
+        }
         Command::Checkpoint(CheckpointCommand::Export) => export(&project.state),
         Command::Checkpoint(CheckpointCommand::Import { file }) => import(&project, &file),
     }
+}
+
+/// "journal: 200200 records, 4.2 MB -> 2002 records, 412 KB; 3 old logs removed".
+fn describe_compaction(c: &crate::state_dir::Compaction) -> String {
+    let size = |b: u64| {
+        if b >= 1 << 20 {
+            format!("{:.1} MB", b as f64 / (1 << 20) as f64)
+        } else {
+            format!("{:.0} KB", (b as f64 / 1024.0).ceil())
+        }
+    };
+    let mut text = format!(
+        "journal: {} records, {} -> {} records, {}",
+        c.records_before,
+        size(c.bytes_before),
+        c.records_after,
+        size(c.bytes_after)
+    );
+    if c.logs_removed > 0 {
+        text += &format!("; {} old log file(s) removed", c.logs_removed);
+    }
+    text
 }
 
 fn warn(warnings: &[String]) {

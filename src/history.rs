@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::journal::{Millis, Outcome, Record, Stamp};
+use crate::journal::{Millis, Outcome, Record, RunCounts, Stamp};
 
 /// One attempt of a step, as recorded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Attempt {
     /// The run it belongs to; `None` for an imported attempt.
     pub run: Option<u64>,
@@ -21,7 +21,30 @@ pub struct Attempt {
     /// What the step was when this attempt started; `None` if that could
     /// not be computed (then the attempt counts by name alone).
     pub stamp: Option<Arc<Stamp>>,
+    /// Where it came in the journal, relative to other records: bookkeeping
+    /// for compaction, not part of what the attempt is (equality ignores it).
+    pub seq: u64,
 }
+
+impl PartialEq for Attempt {
+    fn eq(&self, other: &Attempt) -> bool {
+        (
+            self.run,
+            self.number,
+            self.started_at,
+            &self.finished,
+            &self.stamp,
+        ) == (
+            other.run,
+            other.number,
+            other.started_at,
+            &other.finished,
+            &other.stamp,
+        )
+    }
+}
+
+impl Eq for Attempt {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
@@ -50,12 +73,21 @@ pub struct StepHistory {
     pub last: Option<Attempt>,
     /// When the step was last forgotten.
     pub forgotten_at: Option<Millis>,
+    /// Where that forget came in the journal (see [`Attempt::seq`]).
+    pub forgotten_seq: u64,
     /// The latest attempt after the last forget.
     pub current: Option<Attempt>,
     /// The latest successful attempt after the last forget.
     pub success: Option<Attempt>,
     /// Attempts (real and imported) after the last forget.
     pub attempts_since_forget: u32,
+    /// The latest attempt that really ran (not imported), and whether the
+    /// step was forgotten after it: it carries the attempt count, which a
+    /// compacted journal must not lose.
+    pub latest_real: Option<(Attempt, bool)>,
+    /// When the journal first mentioned this step, relative to the others:
+    /// the order of steps when no pipeline file gives one.
+    pub first_seen: usize,
 }
 
 /// One `run` of the pipeline.
@@ -67,6 +99,8 @@ pub struct RunInfo {
     /// When it ended and its exit code (`None`: its runner died). `None`
     /// while running, or if the runner died and no run closed it since.
     pub ended: Option<(Millis, Option<i32>)>,
+    /// Attempts it finished, and how many failed.
+    pub counts: RunCounts,
 }
 
 /// The folded journal.
@@ -74,6 +108,8 @@ pub struct RunInfo {
 pub struct History {
     steps: HashMap<String, StepHistory>,
     runs: Vec<RunInfo>,
+    /// Records applied so far.
+    seq: u64,
 }
 
 impl History {
@@ -88,16 +124,28 @@ impl History {
 
     /// Adds one record to the fold.
     pub fn apply(&mut self, record: Record) {
+        self.seq += 1;
+        let seq = self.seq;
         match record {
             Record::RunStarted { run, at, pid } => self.runs.push(RunInfo {
                 id: run,
                 started_at: at,
                 pid,
                 ended: None,
+                counts: RunCounts::default(),
             }),
-            Record::RunFinished { run, at, exit_code } => {
+            Record::RunFinished {
+                run,
+                at,
+                exit_code,
+                counts,
+            } => {
                 if let Some(info) = self.runs.iter_mut().rev().find(|r| r.id == run) {
                     info.ended = Some((at, exit_code));
+                    // Recorded counts survive compaction; counted ones do not.
+                    if let Some(counts) = counts {
+                        info.counts = counts;
+                    }
                 }
             }
             Record::AttemptStarted {
@@ -107,15 +155,17 @@ impl History {
                 at,
                 stamp,
             } => {
-                let h = self.steps.entry(step).or_default();
+                let h = Self::entry(&mut self.steps, step);
                 h.attempts_started = h.attempts_started.max(attempt);
                 let a = Attempt {
+                    seq,
                     run: Some(run),
                     number: attempt,
                     started_at: at,
                     finished: None,
                     stamp: stamp.map(Arc::new),
                 };
+                h.latest_real = Some((a.clone(), false));
                 h.last = Some(a.clone());
                 h.current = Some(a);
                 h.attempts_since_forget += 1;
@@ -128,7 +178,11 @@ impl History {
                 duration_ms,
                 outcome,
             } => {
-                let h = self.steps.entry(step).or_default();
+                if let Some(info) = self.runs.iter_mut().rev().find(|r| r.id == run) {
+                    info.counts.ran += 1;
+                    info.counts.failed += u32::from(!outcome.ok());
+                }
+                let h = Self::entry(&mut self.steps, step);
                 let finished = Finished {
                     at,
                     duration_ms,
@@ -144,6 +198,13 @@ impl History {
                 {
                     a.finished = Some(finished.clone());
                 }
+                if let Some((a, _)) = &mut h.latest_real
+                    && a.run == Some(run)
+                    && a.number == attempt
+                    && a.finished.is_none()
+                {
+                    a.finished = Some(finished.clone());
+                }
                 if matches(&h.current)
                     && let Some(a) = &mut h.current
                 {
@@ -156,12 +217,12 @@ impl History {
             Record::Forgotten { at, steps } => match steps {
                 Some(steps) => {
                     for step in steps {
-                        forget(self.steps.entry(step).or_default(), at);
+                        forget(Self::entry(&mut self.steps, step), at, seq);
                     }
                 }
                 None => {
                     for h in self.steps.values_mut() {
-                        forget(h, at);
+                        forget(h, at, seq);
                     }
                 }
             },
@@ -176,8 +237,9 @@ impl History {
                     .collect();
                 for (step, ok) in attempts {
                     let stamp = stamps.get(&step).cloned();
-                    let h = self.steps.entry(step).or_default();
+                    let h = Self::entry(&mut self.steps, step);
                     let a = Attempt {
+                        seq,
                         stamp,
                         run: None,
                         number: 0,
@@ -203,9 +265,30 @@ impl History {
         }
     }
 
+    fn entry(steps: &mut HashMap<String, StepHistory>, step: String) -> &mut StepHistory {
+        let next = steps.len();
+        steps.entry(step).or_insert_with(|| StepHistory {
+            first_seen: next,
+            ..StepHistory::default()
+        })
+    }
+
+    /// Every step the journal mentions, in the order it first did.
+    pub fn steps(&self) -> Vec<(&str, &StepHistory)> {
+        let mut all: Vec<(&str, &StepHistory)> =
+            self.steps.iter().map(|(n, h)| (n.as_str(), h)).collect();
+        all.sort_by_key(|(_, h)| h.first_seen);
+        all
+    }
+
     /// What is recorded about a step, if anything.
     pub fn step(&self, name: &str) -> Option<&StepHistory> {
         self.steps.get(name)
+    }
+
+    /// The run with this id.
+    pub fn run(&self, id: u64) -> Option<&RunInfo> {
+        self.runs.iter().rev().find(|r| r.id == id)
     }
 
     /// Every run, oldest first.
@@ -285,7 +368,11 @@ pub fn export_checkpoint(records: impl IntoIterator<Item = Record>) -> Vec<(Stri
     entries.into_iter().flatten().collect()
 }
 
-fn forget(h: &mut StepHistory, at: Millis) {
+fn forget(h: &mut StepHistory, at: Millis, seq: u64) {
+    h.forgotten_seq = seq;
+    if let Some((_, forgotten)) = &mut h.latest_real {
+        *forgotten = true;
+    }
     h.forgotten_at = Some(at);
     h.current = None;
     h.success = None;

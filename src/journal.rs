@@ -169,7 +169,19 @@ pub enum Record {
         run: u64,
         at: Millis,
         exit_code: Option<i32>,
+        /// How many attempts the run finished, and how many of them failed.
+        /// Kept so a compacted journal still knows what each run did.
+        counts: Option<RunCounts>,
     },
+}
+
+/// What one run did, in numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Attempts that finished in the run.
+    pub ran: u32,
+    /// Of those, the ones that failed.
+    pub failed: u32,
 }
 
 /// The on-disk shape of a record: flat, every field but `v`, `event` and `at`
@@ -188,6 +200,10 @@ struct Raw<'a> {
     at: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ran: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed: Option<u32>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     fingerprint: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,10 +317,18 @@ impl Record {
                     );
                 }
             }
-            Record::RunFinished { run, at, exit_code } => {
+            Record::RunFinished {
+                run,
+                at,
+                exit_code,
+                counts,
+            } => {
                 raw.event = "end".into();
                 (raw.run, raw.at, raw.exit_code) = (Some(*run), *at, *exit_code);
                 raw.reason = exit_code.is_none().then(|| "runner died".into());
+                if let Some(c) = counts {
+                    (raw.ran, raw.failed) = (Some(c.ran), Some(c.failed));
+                }
             }
         }
         let mut line = serde_json::to_vec(&raw).expect("a record always serializes");
@@ -424,6 +448,10 @@ impl Record {
                 run: need(raw.run, "run", event)?,
                 at,
                 exit_code: raw.exit_code,
+                counts: match (raw.ran, raw.failed) {
+                    (Some(ran), Some(failed)) => Some(RunCounts { ran, failed }),
+                    _ => None,
+                },
             },
             other => return Err(format!("unknown event `{other}`")),
         })
@@ -508,12 +536,21 @@ pub trait Store {
 /// Reads a journal file, calling `visit` for each record. A missing file is
 /// an empty journal.
 pub fn read_file(path: &Path, visit: &mut dyn FnMut(Record)) -> Result<ReadReport> {
+    READS.fetch_add(1, Ordering::Relaxed);
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadReport::default()),
         Err(e) => return Err(e).context(format!("cannot read the journal {}", path.display())),
     };
     read_bytes(path, &bytes, visit)
+}
+
+static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times this process has read a journal file: a no-op run must
+/// read it once, whatever the pipeline's size (a test holds it to that).
+pub fn reads() -> u64 {
+    READS.load(Ordering::Relaxed)
 }
 
 /// Parses journal contents; `path` is only used in messages.
@@ -638,6 +675,7 @@ impl JsonlStore {
             committer: None,
         };
         let mut bytes = Vec::new();
+        READS.fetch_add(1, Ordering::Relaxed);
         std::io::Read::read_to_end(&mut &*store.file, &mut bytes)
             .context(format!("cannot read the journal {}", path.display()))?;
         let report = read_bytes(path, &bytes, visit)?;
@@ -783,6 +821,19 @@ impl Drop for JsonlStore {
     }
 }
 
+/// Replaces the journal at `path` with `records`, atomically: a crash at any
+/// instant leaves the old journal or the new one, never a mix (temp file in
+/// the same folder, fsync, rename, fsync of the folder). The caller holds
+/// the lock.
+pub fn rewrite(path: &Path, records: &[Record]) -> Result<()> {
+    let mut text = Vec::with_capacity(records.len() * 160);
+    for record in records {
+        text.extend_from_slice(&record.to_line());
+    }
+    crate::hash::write_atomically(path, &text)
+        .context(format!("cannot rewrite the journal {}", path.display()))
+}
+
 /// fsyncs a directory, so a file created or renamed in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -870,11 +921,13 @@ mod tests {
                 run: 1,
                 at: 10,
                 exit_code: Some(1),
+                counts: Some(RunCounts { ran: 3, failed: 1 }),
             },
             Record::RunFinished {
                 run: 2,
                 at: 11,
                 exit_code: None,
+                counts: None,
             },
         ]
     }
@@ -931,6 +984,7 @@ mod tests {
                 run: 1,
                 at: 2,
                 exit_code: Some(0),
+                counts: None,
             })
             .unwrap();
         store.close().unwrap();

@@ -24,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod compact;
 pub mod diagnostic;
 pub mod error;
 pub mod fingerprint;

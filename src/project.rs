@@ -12,7 +12,7 @@ use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Mode, Plan, StepPlan, plan};
 use crate::report::Progress;
 use crate::scheduler::{RunOptions, RunSummary, execute};
-use crate::state_dir::{Loaded, StateDir};
+use crate::state_dir::{Compaction, Loaded, StateDir};
 use crate::workspace::{MissingInput, Survey};
 
 /// A loaded pipeline and where its state lives.
@@ -37,6 +37,10 @@ pub struct Inspection {
 pub struct RunReport {
     pub plan: Plan,
     pub summary: Option<RunSummary>,
+    /// Set when the journal had grown enough to be compacted first.
+    pub compaction: Option<Compaction>,
+    /// How much hashing the run did (files read vs. found in the stat cache).
+    pub hash_stats: crate::hash::HashStats,
 }
 
 impl RunReport {
@@ -143,6 +147,11 @@ impl Project {
         for w in &writer.warnings {
             progress.warning(w);
         }
+        let compaction = if writer.compaction_due() {
+            Some(writer.compact()?)
+        } else {
+            None
+        };
         let mut survey = Survey::new(&self.pipeline, self.hasher());
         let facts = self.facts_for(&mut survey, &scope, options.mode);
         let the_plan = plan(&self.pipeline, &writer.history, &scope, None, facts);
@@ -170,11 +179,23 @@ impl Project {
         };
         // Only an optimisation: failing to save it costs speed next time.
         let _ = survey.hasher.save(&self.state.stat_cache());
+        let hash_stats = survey.hasher.stats;
         writer.store.close()?;
         Ok(RunReport {
             plan: the_plan,
             summary,
+            compaction,
+            hash_stats,
         })
+    }
+
+    /// Compacts the journal (see [`crate::compact`]): keeps per step its
+    /// latest success and latest attempt, and every run's summary.
+    pub fn gc(&self) -> Result<Compaction> {
+        let mut writer = self.state.open_writer(self.pipeline.sync, "gc")?;
+        let compaction = writer.compact()?;
+        writer.store.close()?;
+        Ok(compaction)
     }
 
     /// The steps `forget` would forget: the named ones (every step with

@@ -154,7 +154,7 @@ pub fn execute(
     progress: &mut dyn Progress,
     options: &RunOptions,
 ) -> Result<RunSummary> {
-    let leftovers_killed = close_dead_runs(state, writer)?;
+    let leftovers_killed = writer.close_dead_runs()?;
     if !leftovers_killed.is_empty() {
         progress.leftovers_killed(&leftovers_killed);
     }
@@ -189,33 +189,10 @@ pub fn execute(
         run,
         at: now(),
         exit_code: Some(summary.exit_code()),
+        counts: writer.history.run(run).map(|r| r.counts),
     })?;
     writer.store.sync()?;
     Ok(summary)
-}
-
-/// Runs whose runner died left no `end` record: kill what their steps left
-/// running and close them, so this is done once.
-fn close_dead_runs(state: &StateDir, writer: &mut Writer) -> Result<Vec<u32>> {
-    let dead: Vec<u64> = writer
-        .history
-        .runs()
-        .iter()
-        .filter(|r| r.ended.is_none())
-        .map(|r| r.id)
-        .collect();
-    if dead.is_empty() {
-        return Ok(Vec::new());
-    }
-    let killed = process::kill_leftovers(&state_dir_abs(state), &dead);
-    for run in dead {
-        writer.record(Record::RunFinished {
-            run,
-            at: now(),
-            exit_code: None,
-        })?;
-    }
-    Ok(killed)
 }
 
 fn state_dir_abs(state: &StateDir) -> PathBuf {

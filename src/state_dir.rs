@@ -5,11 +5,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::compact;
 use crate::error::{IoContext, Result};
 use crate::history::History;
 use crate::journal::{self, JsonlStore, Store};
 use crate::lock::{Holder, StateLock};
 use crate::pipeline::{Pipeline, SyncMode};
+use crate::process;
 
 /// The name of the state dir.
 pub const STATE_DIR: &str = ".stepwise";
@@ -37,6 +39,12 @@ pub struct Writer {
     pub history: History,
     pub store: JsonlStore,
     pub warnings: Vec<String>,
+    /// Records in the journal when it was opened.
+    pub records: usize,
+    /// Records appended since.
+    appended: usize,
+    dir: StateDir,
+    sync: SyncMode,
     _lock: StateLock,
 }
 
@@ -138,15 +146,125 @@ impl StateDir {
             history,
             store,
             warnings,
+            records: report.records,
+            appended: 0,
+            dir: self.clone(),
+            sync,
             _lock: lock,
         })
     }
 }
 
+/// What compacting the journal did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    pub records_before: usize,
+    pub records_after: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Log files of attempts no longer in the journal, removed.
+    pub logs_removed: usize,
+    /// Processes left running by dead runs, killed first.
+    pub leftovers_killed: Vec<u32>,
+}
+
 impl Writer {
+    /// Runs whose runner died left no `end` record: kills what their steps
+    /// left running (see [`process::kill_leftovers`]) and closes them, so
+    /// this happens once. Holding the lock, no live run exists.
+    pub fn close_dead_runs(&mut self) -> Result<Vec<u32>> {
+        let dead: Vec<u64> = self
+            .history
+            .runs()
+            .iter()
+            .filter(|r| r.ended.is_none())
+            .map(|r| r.id)
+            .collect();
+        if dead.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir =
+            std::path::absolute(self.dir.path()).unwrap_or_else(|_| self.dir.path().to_path_buf());
+        let killed = process::kill_leftovers(&dir, &dead);
+        for run in dead {
+            let counts = self.history.run(run).map(|r| r.counts);
+            self.record(journal::Record::RunFinished {
+                run,
+                at: journal::now(),
+                exit_code: None,
+                counts,
+            })?;
+        }
+        Ok(killed)
+    }
+
+    /// Whether the journal has grown well past what its state needs.
+    pub fn compaction_due(&self) -> bool {
+        compact::worth_it(self.records + self.appended, &self.history)
+    }
+
+    /// Rewrites the journal with only what the current state needs (see
+    /// [`compact`]), atomically, and removes the logs of attempts it no
+    /// longer holds.
+    pub fn compact(&mut self) -> Result<Compaction> {
+        let leftovers_killed = self.close_dead_runs()?;
+        self.store.sync()?;
+        let path = self.dir.journal();
+        let bytes_before = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let records_before = self.records + self.appended;
+        let kept = compact::compacted(&self.history);
+        journal::rewrite(&path, &kept)?;
+        // The old store appends to the file just replaced: open the new one.
+        let mut history = History::default();
+        let (store, report) =
+            JsonlStore::open_reading(&path, self.sync, &mut |r| history.apply(r))?;
+        drop(std::mem::replace(&mut self.store, store));
+        self.history = history;
+        self.records = report.records;
+        self.appended = 0;
+        let logs_removed = self.remove_unreferenced_logs();
+        Ok(Compaction {
+            records_before,
+            records_after: report.records,
+            bytes_before,
+            bytes_after: std::fs::metadata(&path).map_or(0, |m| m.len()),
+            logs_removed,
+            leftovers_killed,
+        })
+    }
+
+    /// Deletes, inside the logs folder only, the log files of attempts the
+    /// journal no longer holds.
+    fn remove_unreferenced_logs(&self) -> usize {
+        let mut keep = std::collections::HashSet::new();
+        for (name, h) in self.history.steps() {
+            for a in [&h.last, &h.current, &h.success].into_iter().flatten() {
+                keep.insert(format!("{name}.{}.log", a.number));
+            }
+            if let Some((a, _)) = &h.latest_real {
+                keep.insert(format!("{name}.{}.log", a.number));
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.logs()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".log")
+                && !keep.contains(name)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
     /// Appends one record to the journal and to the in-memory history.
     pub fn record(&mut self, record: journal::Record) -> Result<()> {
         self.store.append(&record)?;
+        self.appended += 1;
         self.history.apply(record);
         Ok(())
     }
