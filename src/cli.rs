@@ -253,6 +253,9 @@ fn print(text: &str) -> Result<()> {
 fn show_plan(project: &Project, steps: &[String], json: bool, mode: Mode) -> Result<i32> {
     let pipeline = &project.pipeline;
     let inspection = project.inspect(steps, mode)?;
+    // Freeing a big journal's history piece by piece costs more than the
+    // exit that frees it at once.
+    let inspection = &*Box::leak(Box::new(inspection));
     warn(&inspection.loaded.warnings);
     let the_plan = &inspection.plan;
     if json {
@@ -466,7 +469,7 @@ fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> serde_json::Value 
 
 fn status(project: &Project, json: bool) -> Result<i32> {
     let (pipeline, state) = (&project.pipeline, &project.state);
-    let inspection = project.inspect(&[], Mode::Fingerprint)?;
+    let inspection = &*Box::leak(Box::new(project.inspect(&[], Mode::Fingerprint)?));
     let loaded = &inspection.loaded;
     warn(&loaded.warnings);
     let the_plan = &inspection.plan;

@@ -52,12 +52,23 @@ impl FromStr for Digest {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Digest, String> {
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("`{s}` is not a 32-digit hex digest"));
+        fn nibble(b: u8) -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                b'A'..=b'F' => Some(b - b'A' + 10),
+                _ => None,
+            }
+        }
+        let bytes = s.as_bytes();
+        let bad = || format!("`{s}` is not a 32-digit hex digest");
+        if bytes.len() != 32 {
+            return Err(bad());
         }
         let mut d = [0u8; 16];
         for (i, byte) in d.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+            let (hi, lo) = (nibble(bytes[2 * i]), nibble(bytes[2 * i + 1]));
+            *byte = (hi.ok_or_else(bad)? << 4) | lo.ok_or_else(bad)?;
         }
         Ok(Digest(d))
     }

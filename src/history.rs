@@ -106,7 +106,11 @@ pub struct RunInfo {
 /// The folded journal.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    steps: HashMap<String, StepHistory>,
+    /// Per step, in the order the journal first mentioned them: a dense
+    /// vector, so folding a million records touches memory in order.
+    steps: Vec<StepHistory>,
+    names: Vec<String>,
+    index: HashMap<String, u32, foldhash::fast::RandomState>,
     runs: Vec<RunInfo>,
     /// Records applied so far.
     seq: u64,
@@ -155,7 +159,7 @@ impl History {
                 at,
                 stamp,
             } => {
-                let h = Self::entry(&mut self.steps, step);
+                let h = self.entry(step);
                 h.attempts_started = h.attempts_started.max(attempt);
                 let a = Attempt {
                     seq,
@@ -182,7 +186,7 @@ impl History {
                     info.counts.ran += 1;
                     info.counts.failed += u32::from(!outcome.ok());
                 }
-                let h = Self::entry(&mut self.steps, step);
+                let h = self.entry(step);
                 let finished = Finished {
                     at,
                     duration_ms,
@@ -217,11 +221,11 @@ impl History {
             Record::Forgotten { at, steps } => match steps {
                 Some(steps) => {
                     for step in steps {
-                        forget(Self::entry(&mut self.steps, step), at, seq);
+                        forget(self.entry(step), at, seq);
                     }
                 }
                 None => {
-                    for h in self.steps.values_mut() {
+                    for h in &mut self.steps {
                         forget(h, at, seq);
                     }
                 }
@@ -237,7 +241,7 @@ impl History {
                     .collect();
                 for (step, ok) in attempts {
                     let stamp = stamps.get(&step).cloned();
-                    let h = Self::entry(&mut self.steps, step);
+                    let h = self.entry(step);
                     let a = Attempt {
                         seq,
                         stamp,
@@ -265,25 +269,35 @@ impl History {
         }
     }
 
-    fn entry(steps: &mut HashMap<String, StepHistory>, step: String) -> &mut StepHistory {
-        let next = steps.len();
-        steps.entry(step).or_insert_with(|| StepHistory {
-            first_seen: next,
-            ..StepHistory::default()
-        })
+    fn entry(&mut self, step: String) -> &mut StepHistory {
+        let i = match self.index.get(step.as_str()) {
+            Some(&i) => i as usize,
+            None => {
+                let i = self.steps.len();
+                self.index.insert(step.clone(), i as u32);
+                self.names.push(step);
+                self.steps.push(StepHistory {
+                    first_seen: i,
+                    ..StepHistory::default()
+                });
+                i
+            }
+        };
+        &mut self.steps[i]
     }
 
     /// Every step the journal mentions, in the order it first did.
     pub fn steps(&self) -> Vec<(&str, &StepHistory)> {
-        let mut all: Vec<(&str, &StepHistory)> =
-            self.steps.iter().map(|(n, h)| (n.as_str(), h)).collect();
-        all.sort_by_key(|(_, h)| h.first_seen);
-        all
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(&self.steps)
+            .collect()
     }
 
     /// What is recorded about a step, if anything.
     pub fn step(&self, name: &str) -> Option<&StepHistory> {
-        self.steps.get(name)
+        self.index.get(name).map(|&i| &self.steps[i as usize])
     }
 
     /// The run with this id.
@@ -307,7 +321,7 @@ impl History {
     /// [`resume_from_checkpoint`](crate::resume_from_checkpoint) gives the
     /// same plan as feeding it every attempt.
     pub fn checkpoint(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.steps.iter().filter_map(|(name, h)| {
+        self.names.iter().zip(&self.steps).filter_map(|(name, h)| {
             if h.success.is_some() {
                 Some((name.as_str(), true))
             } else {

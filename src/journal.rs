@@ -537,12 +537,12 @@ pub trait Store {
 /// an empty journal.
 pub fn read_file(path: &Path, visit: &mut dyn FnMut(Record)) -> Result<ReadReport> {
     READS.fetch_add(1, Ordering::Relaxed);
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadReport::default()),
         Err(e) => return Err(e).context(format!("cannot read the journal {}", path.display())),
     };
-    read_bytes(path, &bytes, visit)
+    Ok(read_stream(path, file, visit)?.0)
 }
 
 static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -555,16 +555,100 @@ pub fn reads() -> u64 {
 
 /// Parses journal contents; `path` is only used in messages.
 pub fn read_bytes(path: &Path, bytes: &[u8], visit: &mut dyn FnMut(Record)) -> Result<ReadReport> {
-    let mut report = ReadReport::default();
+    let mut lines = Lines::new(path);
     let mut pos = 0;
-    let mut line_no = 0;
     while pos < bytes.len() {
-        line_no += 1;
-        let (line, complete) = match bytes[pos..].iter().position(|&b| b == b'\n') {
-            Some(len) => (&bytes[pos..pos + len], true),
-            None => (&bytes[pos..], false),
+        match bytes[pos..].iter().position(|&b| b == b'\n') {
+            Some(len) => {
+                lines.line(&bytes[pos..pos + len], true, visit)?;
+                pos += len + 1;
+            }
+            None => {
+                lines.line(&bytes[pos..], false, visit)?;
+                pos = bytes.len();
+            }
+        }
+    }
+    Ok(lines.report)
+}
+
+/// Reads a journal from `reader` a chunk at a time (a journal can be
+/// hundreds of megabytes; only one chunk is ever in memory). Returns the
+/// report, the total length and the last byte read.
+pub fn read_stream(
+    path: &Path,
+    reader: impl std::io::Read,
+    visit: &mut dyn FnMut(Record),
+) -> Result<(ReadReport, u64, Option<u8>)> {
+    read_chunks(path, reader, visit, 4 << 20)
+}
+
+fn read_chunks(
+    path: &Path,
+    mut reader: impl std::io::Read,
+    visit: &mut dyn FnMut(Record),
+    chunk: usize,
+) -> Result<(ReadReport, u64, Option<u8>)> {
+    let mut lines = Lines::new(path);
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
+    let mut total = 0u64;
+    let mut last = None;
+    loop {
+        let start = buf.len();
+        buf.resize(start + chunk, 0);
+        let n = loop {
+            match reader.read(&mut buf[start..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => {
+                    break other.context(format!("cannot read the journal {}", path.display()))?;
+                }
+            }
         };
-        let next = pos + line.len() + usize::from(complete);
+        buf.truncate(start + n);
+        if n == 0 {
+            if !buf.is_empty() {
+                lines.line(&buf, false, visit)?;
+            }
+            return Ok((lines.report, total, last));
+        }
+        total += n as u64;
+        last = buf.last().copied();
+        // Whole lines now; the tail waits for the next chunk.
+        let mut pos = 0;
+        while let Some(len) = buf[pos..].iter().position(|&b| b == b'\n') {
+            lines.line(&buf[pos..pos + len], true, visit)?;
+            pos += len + 1;
+        }
+        buf.drain(..pos);
+    }
+}
+
+/// The line-by-line rules shared by every way of reading a journal.
+struct Lines<'p> {
+    path: &'p Path,
+    report: ReadReport,
+    line_no: usize,
+    /// Bytes seen so far (the start of the next line).
+    pos: u64,
+}
+
+impl<'p> Lines<'p> {
+    fn new(path: &'p Path) -> Lines<'p> {
+        Lines {
+            path,
+            report: ReadReport::default(),
+            line_no: 0,
+            pos: 0,
+        }
+    }
+
+    /// One line, without its newline; `complete` when a newline ended it.
+    fn line(&mut self, line: &[u8], complete: bool, visit: &mut dyn FnMut(Record)) -> Result<()> {
+        self.line_no += 1;
+        let line_no = self.line_no;
+        let next = self.pos + line.len() as u64 + u64::from(complete);
+        self.pos = next;
+        let report = &mut self.report;
         // A crash can leave zero bytes where data was not yet written; a line
         // of them is not a record, and never something a user wrote.
         let zeros = line.iter().take_while(|&&b| b == 0).count();
@@ -573,13 +657,12 @@ pub fn read_bytes(path: &Path, bytes: &[u8], visit: &mut dyn FnMut(Record)) -> R
             if zeros > 0 {
                 report.zero_lines.push(line_no);
             }
-            pos = next;
             if complete {
-                report.valid_len = pos as u64;
+                report.valid_len = next;
             } else if zeros > 0 {
                 report.torn_line = Some(line_no);
             }
-            continue;
+            return Ok(());
         }
         match Record::from_line(record) {
             Ok(rec) => {
@@ -587,33 +670,29 @@ pub fn read_bytes(path: &Path, bytes: &[u8], visit: &mut dyn FnMut(Record)) -> R
                 // record (a hand edit, or a crash between the record and its
                 // newline); the next writer adds the newline.
                 report.records += 1;
-                report.valid_len = next as u64;
+                report.valid_len = next;
                 visit(rec);
+                Ok(())
             }
             Err(_) if !complete => {
                 report.torn_line = Some(line_no);
+                Ok(())
             }
-            Err(RecordError::Newer { version }) => {
-                return Err(Error::NewerJournal {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    version,
-                });
-            }
-            Err(RecordError::Bad(message)) => {
-                return Err(Error::CorruptJournal {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    message,
-                    help: format!(
-                        "nothing was run or changed; repair line {line_no} by hand or move the journal aside (keep a copy: it is the record of what is done)"
-                    ),
-                });
-            }
+            Err(RecordError::Newer { version }) => Err(Error::NewerJournal {
+                path: self.path.to_path_buf(),
+                line: line_no,
+                version,
+            }),
+            Err(RecordError::Bad(message)) => Err(Error::CorruptJournal {
+                path: self.path.to_path_buf(),
+                line: line_no,
+                message,
+                help: format!(
+                    "nothing was run or changed; repair line {line_no} by hand or move the journal aside (keep a copy: it is the record of what is done)"
+                ),
+            }),
         }
-        pos = next;
     }
-    Ok(report)
 }
 
 /// The journal file, open for appending by the one process holding the lock.
@@ -674,12 +753,9 @@ impl JsonlStore {
             stop: None,
             committer: None,
         };
-        let mut bytes = Vec::new();
         READS.fetch_add(1, Ordering::Relaxed);
-        std::io::Read::read_to_end(&mut &*store.file, &mut bytes)
-            .context(format!("cannot read the journal {}", path.display()))?;
-        let report = read_bytes(path, &bytes, visit)?;
-        store.mend_tail(&bytes, &report)?;
+        let (report, total, last) = read_stream(path, &*store.file, visit)?;
+        store.mend_tail(total, last, &report)?;
         if mode == SyncMode::Batched {
             store.start_group_commit();
         }
@@ -690,23 +766,26 @@ impl JsonlStore {
         &self.path
     }
 
-    fn mend_tail(&mut self, bytes: &[u8], report: &ReadReport) -> Result<()> {
-        let whole = report.valid_len as usize;
-        if whole < bytes.len() {
+    /// `total` bytes were read, the last one `last`.
+    fn mend_tail(&mut self, total: u64, last: Option<u8>, report: &ReadReport) -> Result<()> {
+        let whole = report.valid_len;
+        if whole < total {
             self.file.set_len(whole as u64).context(format!(
                 "cannot cut the torn last line of {}",
                 self.path.display()
             ))?;
         }
-        self.len = whole as u64;
-        if whole > 0 && bytes[whole - 1] != b'\n' {
+        self.len = whole;
+        // Whole lines end with a newline; only a last record read in full
+        // without one (so nothing was cut) can lack it.
+        if whole > 0 && whole == total && last != Some(b'\n') {
             (&*self.file).write_all(b"\n").context(format!(
                 "cannot append to the journal {}",
                 self.path.display()
             ))?;
             self.len += 1;
         }
-        if self.len != bytes.len() as u64 {
+        if self.len != total {
             self.file.sync_all().context("cannot sync the journal")?;
         }
         Ok(())
@@ -949,6 +1028,24 @@ mod tests {
         let report = read_bytes(Path::new("j"), &bytes, &mut |_| n += 1).unwrap();
         assert_eq!(n, all_kinds().len());
         assert_eq!(report.torn_line, Some(all_kinds().len() + 1));
+    }
+
+    #[test]
+    fn reading_in_chunks_of_any_size_reads_the_same() {
+        let mut bytes: Vec<u8> = all_kinds().iter().flat_map(|r| r.to_line()).collect();
+        bytes.extend_from_slice(b"\0\0\0\n");
+        bytes.extend_from_slice(&all_kinds()[0].to_line());
+        bytes.extend_from_slice(b"{\"v\":1,\"ev");
+        let mut whole = Vec::new();
+        let expected = read_bytes(Path::new("j"), &bytes, &mut |r| whole.push(r)).unwrap();
+        for chunk in [1, 2, 3, 7, 64, 1 << 20] {
+            let mut got = Vec::new();
+            let (report, total, last) =
+                read_chunks(Path::new("j"), &bytes[..], &mut |r| got.push(r), chunk).unwrap();
+            assert_eq!(report, expected, "chunk {chunk}");
+            assert_eq!(got, whole, "chunk {chunk}");
+            assert_eq!((total, last), (bytes.len() as u64, bytes.last().copied()));
+        }
     }
 
     #[test]

@@ -88,6 +88,17 @@ impl Project {
         })
     }
 
+    /// Takes the lock for `command`; while holding it, stores the compiled
+    /// pipeline if the file had to be parsed.
+    fn writer(&self, command: &str) -> Result<crate::state_dir::Writer> {
+        let writer = self.state.open_writer(self.pipeline.sync, command)?;
+        if let Some(compiled) = &self.compiled {
+            let cache = crate::pipeline_cache::cache_path(&self.pipeline.path, &self.pipeline.root);
+            crate::pipeline_cache::store(&cache, compiled);
+        }
+        Ok(writer)
+    }
+
     fn hasher(&self) -> FileHasher {
         FileHasher::load(&self.state.stat_cache())
     }
@@ -139,11 +150,7 @@ impl Project {
     ) -> Result<RunReport> {
         let selected = self.pipeline.resolve(steps)?;
         let scope = self.pipeline.scope(&selected);
-        let mut writer = self.state.open_writer(self.pipeline.sync, "run")?;
-        if let Some(compiled) = &self.compiled {
-            let cache = crate::pipeline_cache::cache_path(&self.pipeline.path, &self.pipeline.root);
-            crate::pipeline_cache::store(&cache, compiled);
-        }
+        let mut writer = self.writer("run")?;
         for w in &writer.warnings {
             progress.warning(w);
         }
@@ -192,7 +199,7 @@ impl Project {
     /// Compacts the journal (see [`crate::compact`]): keeps per step its
     /// latest success and latest attempt, and every run's summary.
     pub fn gc(&self) -> Result<Compaction> {
-        let mut writer = self.state.open_writer(self.pipeline.sync, "gc")?;
+        let mut writer = self.writer("gc")?;
         let compaction = writer.compact()?;
         writer.store.close()?;
         Ok(compaction)
@@ -228,7 +235,7 @@ impl Project {
     /// with `all`).
     pub fn forget(&self, steps: &[String], all: bool, downstream: bool) -> Result<Vec<StepId>> {
         let ids = self.forget_targets(steps, all, downstream)?;
-        let mut writer = self.state.open_writer(self.pipeline.sync, "forget")?;
+        let mut writer = self.writer("forget")?;
         let names = ids
             .iter()
             .map(|&id| self.pipeline.step(id).name.clone())
@@ -254,9 +261,7 @@ impl Project {
             .collect();
         unknown.sort_unstable();
         unknown.dedup();
-        let mut writer = self
-            .state
-            .open_writer(self.pipeline.sync, "checkpoint import")?;
+        let mut writer = self.writer("checkpoint import")?;
         let mut survey = Survey::new(&self.pipeline, self.hasher());
         survey.survey(&self.pipeline, &self.pipeline.scope(&[]));
         // A fingerprint cannot be computed for a step with a missing input,
