@@ -770,7 +770,7 @@ impl JsonlStore {
     fn mend_tail(&mut self, total: u64, last: Option<u8>, report: &ReadReport) -> Result<()> {
         let whole = report.valid_len;
         if whole < total {
-            self.file.set_len(whole as u64).context(format!(
+            self.file.set_len(whole).context(format!(
                 "cannot cut the torn last line of {}",
                 self.path.display()
             ))?;
