@@ -12,6 +12,9 @@ Scenarios, each on a fresh copy of the pipeline:
     cold-chain-j1   nothing done, chain, -j1
     cold-wide-j2    nothing done, wide, -j2
     noop            everything done, chain: how long until it says so
+    noop-wide, noop-matrix
+                    everything done, the wide shape written out and written
+                    as one matrix step (stepwise only: they must match)
     half-chain-j1   the first half done, chain, -j1
     plan-journal    `stepwise plan` with a journal holding 100 runs' worth
                     of records (stepwise only)
@@ -49,6 +52,20 @@ def generate(folder, n, shape):
             make.append(f"out/step_{i}: {dep}\n\techo {i} > out/step_{i}\n")
             ninja.append(f"build out/step_{i}: w" + (f" | out/step_{i - 1}" if i else "") + f"\n  i = {i}\n")
         ninja.append(f"default out/step_{n - 1}\n")
+    elif shape == "matrix":
+        # The wide shape written once, as a matrix: must plan and no-op like
+        # the same steps written out.
+        values = ", ".join(str(i) for i in range(n))
+        toml.append(f'[[step]]\nname = "s"\nmatrix = {{ i = [{values}] }}\nrun = "echo {{i}} > out/step_{{i}}"\noutputs = ["out/step_{{i}}"]\n')
+        toml.append('[[step]]\nname = "all"\nafter = ["s"]\nrun = "echo done > out/all"\noutputs = ["out/all"]\n')
+        for i in range(n):
+            make.append(f"out/step_{i}:\n\techo {i} > out/step_{i}\n")
+            ninja.append(f"build out/step_{i}: w\n  i = {i}\n")
+        outs = " ".join(f"out/step_{i}" for i in range(n))
+        make.insert(1, "all: out/all\n")
+        make.append(f"out/all: {outs}\n\techo done > out/all\n")
+        ninja.append(f"build out/all: w | {outs}\n  i = done\n")
+        ninja.append("default out/all\n")
     else:
         names = []
         for i in range(n):
@@ -144,7 +161,7 @@ def long_journal(folder, runs):
 
 def scenario_setup(name, tool, folder, stepwise, n):
     reset(folder)
-    if name == "noop":
+    if name in ("noop", "noop-wide", "noop-matrix"):
         quiet(commands(tool, stepwise, 2), folder)
     elif name == "half-chain-j1":
         quiet(half_target(tool, stepwise, n), folder)
@@ -159,6 +176,9 @@ SCENARIOS = {
     "noop": ("chain", 2, None),
     "half-chain-j1": ("chain", 1, None),
     "plan-journal": ("chain", 1, ["stepwise"]),
+    # The same as noop-wide, written as one matrix step (stepwise only).
+    "noop-wide": ("wide", 2, ["stepwise"]),
+    "noop-matrix": ("matrix", 2, ["stepwise"]),
 }
 
 

@@ -70,6 +70,9 @@ enum Command {
         /// A step is done if any attempt since its last forget succeeded, whatever changed since
         #[arg(long)]
         by_name: bool,
+        /// List every expansion of a matrix or for_each step, not one line per template
+        #[arg(short = 'e', long)]
+        expand: bool,
     },
     /// Explain, component by component, why a step will run or be skipped
     Why {
@@ -189,7 +192,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             steps,
             json,
             by_name,
-        } => show_plan(&project, &steps, json, mode(by_name)),
+            expand,
+        } => show_plan(&project, &steps, json, mode(by_name), expand),
         Command::Why { step, json } => why(&project, &step, json),
         Command::Status { json } => status(&project, json),
         Command::Log { step } => log(&project, &step),
@@ -250,7 +254,13 @@ fn print(text: &str) -> Result<()> {
     out.flush().context("cannot write to stdout")
 }
 
-fn show_plan(project: &Project, steps: &[String], json: bool, mode: Mode) -> Result<i32> {
+fn show_plan(
+    project: &Project,
+    steps: &[String],
+    json: bool,
+    mode: Mode,
+    expand: bool,
+) -> Result<i32> {
     let pipeline = &project.pipeline;
     let inspection = project.inspect(steps, mode)?;
     // Freeing a big journal's history piece by piece costs more than the
@@ -293,7 +303,42 @@ fn show_plan(project: &Project, steps: &[String], json: bool, mode: Mode) -> Res
         .map(|s| pipeline.step(s.id).name.len())
         .max()
         .unwrap_or(0);
+    let mut shown_templates: Vec<&str> = Vec::new();
     for s in &the_plan.steps {
+        let step = pipeline.step(s.id);
+        if let Some(template) = step.template.as_deref().filter(|_| !expand) {
+            // One line per template: `align: 312 done, 1 failed, 187 remaining`.
+            if shown_templates.contains(&template) {
+                continue;
+            }
+            shown_templates.push(template);
+            let group: Vec<&crate::plan::StepPlan> = the_plan
+                .steps
+                .iter()
+                .filter(|p| pipeline.step(p.id).template.as_deref() == Some(template))
+                .collect();
+            let mut counts: Vec<(State, usize)> = Vec::new();
+            for p in &group {
+                match counts.iter_mut().find(|(state, _)| *state == p.state) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((p.state, 1)),
+                }
+            }
+            let remaining = group.iter().filter(|p| p.action == Action::Run).count();
+            let mut parts: Vec<String> = counts
+                .iter()
+                .map(|(state, n)| format!("{n} {state}"))
+                .collect();
+            parts.push(format!("{remaining} to run"));
+            let action = if remaining > 0 { "run " } else { "skip" };
+            out += &format!(
+                "  {action}  {:width$}  {} steps: {}\n",
+                template,
+                group.len(),
+                parts.join(", ")
+            );
+            continue;
+        }
         let action = match s.action {
             Action::Run => "run ",
             Action::Skip => "skip",
@@ -566,7 +611,7 @@ fn status(project: &Project, json: bool) -> Result<i32> {
 
 fn log(project: &Project, step: &str) -> Result<i32> {
     let (pipeline, state) = (&project.pipeline, &project.state);
-    let id = pipeline.resolve(&[step.to_string()])?[0];
+    let id = pipeline.resolve_one(step)?;
     let name = &pipeline.step(id).name;
     let loaded = state.load()?;
     warn(&loaded.warnings);

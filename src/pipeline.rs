@@ -15,7 +15,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::{Diagnostic, did_you_mean};
+
+mod expand;
 use crate::error::{Error, IoContext, Result};
+pub use expand::ExpansionInput;
 
 /// The name of the pipeline file looked for when none is given.
 pub const DEFAULT_FILE: &str = "stepwise.toml";
@@ -64,6 +67,11 @@ pub struct Pipeline {
     /// Rebuilt, not stored, when loaded from the compiled cache.
     #[serde(skip)]
     index: HashMap<String, StepId>,
+    /// `matrix` and `for_each` templates, by name, with their expansions.
+    pub templates: Vec<(String, Vec<StepId>)>,
+    /// The files and globs the expansion read: the compiled cache is valid
+    /// only while they are unchanged.
+    pub expansion_inputs: Vec<ExpansionInput>,
 }
 
 /// One step of a pipeline.
@@ -95,6 +103,10 @@ pub struct Step {
     pub retry_delay: Duration,
     /// 1-based line of the step's table in the file.
     pub line: usize,
+    /// For an expansion of a `matrix` or `for_each` step: the template's
+    /// name and the values this expansion was made with.
+    pub template: Option<String>,
+    pub values: Vec<(String, String)>,
 }
 
 impl Pipeline {
@@ -184,7 +196,9 @@ impl Pipeline {
             errors: Vec::new(),
         };
         let raw = cx.document(document.get_ref());
-        let pipeline = cx.validate(raw, root);
+        let (raw, expansion_inputs) = expand::expand(&mut cx, raw, root);
+        let mut pipeline = cx.validate(raw, root);
+        pipeline.expansion_inputs = expansion_inputs;
         if cx.errors.is_empty() {
             Ok(pipeline)
         } else {
@@ -215,12 +229,82 @@ impl Pipeline {
 
     /// Resolves names given on the command line; an unknown name is a usage
     /// error with the closest existing name as a suggestion.
+    ///
+    /// A name can also be a template's (every expansion of it), or select
+    /// expansions by value: `align[sample=s1]`.
     pub fn resolve(&self, names: &[String]) -> Result<Vec<StepId>> {
-        names
+        let mut out = Vec::new();
+        for name in names {
+            for id in self.resolve_name(name)? {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One step, for commands about a single step (`log`, `why`).
+    pub fn resolve_one(&self, name: &str) -> Result<StepId> {
+        let ids = self.resolve_name(name)?;
+        match ids.as_slice() {
+            [id] if self.find(name).is_some() => Ok(*id),
+            _ => {
+                let example = &self.step(ids[0]).name;
+                Err(Error::usage_with_help(
+                    format!(
+                        "`{name}` names {} steps (expansions of a template); this command is about one",
+                        ids.len()
+                    ),
+                    format!("name one of them, for example `{example}`"),
+                ))
+            }
+        }
+    }
+
+    /// The expansions of a template, if `name` is one.
+    pub fn template(&self, name: &str) -> Option<&[StepId]> {
+        self.templates
             .iter()
-            .map(|name| {
-                self.find(name).ok_or_else(|| {
-                    let help = match did_you_mean(name, self.names()) {
+            .find(|(t, _)| t == name)
+            .map(|(_, ids)| ids.as_slice())
+    }
+
+    fn resolve_name(&self, name: &str) -> Result<Vec<StepId>> {
+        if let Some(id) = self.find(name) {
+            return Ok(vec![id]);
+        }
+        if let Some(ids) = self.template(name) {
+            return Ok(ids.to_vec());
+        }
+        if let Some((template, pairs)) = expand::parse_selector(name)
+            && let Some(ids) = self.template(&template)
+        {
+            let matching: Vec<StepId> = ids
+                .iter()
+                .copied()
+                .filter(|&id| {
+                    let values = &self.step(id).values;
+                    pairs
+                        .iter()
+                        .all(|(k, v)| values.iter().any(|(vk, vv)| vk == k && vv == v))
+                })
+                .collect();
+            if matching.is_empty() {
+                return Err(Error::usage_with_help(
+                    format!("no expansion of `{template}` matches `{name}`"),
+                    format!("`stepwise plan {template}` lists them"),
+                ));
+            }
+            return Ok(matching);
+        }
+        Err({
+            {
+                {
+                    let candidates = self
+                        .names()
+                        .chain(self.templates.iter().map(|(t, _)| t.as_str()));
+                    let help = match did_you_mean(name, candidates) {
                         Some(close) => format!("did you mean `{close}`?"),
                         None => {
                             format!("`stepwise plan` lists the steps of {}", self.path.display())
@@ -230,9 +314,9 @@ impl Pipeline {
                         format!("no step named `{name}` in {}", self.path.display()),
                         help,
                     )
-                })
-            })
-            .collect()
+                }
+            }
+        })
     }
 
     /// The given steps and every step they need, transitively, as a mask
@@ -311,6 +395,9 @@ const STEP_KEYS: &[&str] = &[
     "timeout",
     "retries",
     "retry_delay",
+    "matrix",
+    "matrix_from",
+    "for_each",
 ];
 
 /// The default of `[pipeline] kill_grace`.
@@ -325,6 +412,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 type Edges = Vec<Vec<(StepId, Option<Range<usize>>)>>;
 
 /// A step as written, before names are resolved.
+#[derive(Clone)]
 struct RawStep {
     name: Option<Spanned<String>>,
     run: Option<String>,
@@ -338,6 +426,22 @@ struct RawStep {
     retries: u32,
     retry_delay: Duration,
     span: Range<usize>,
+    /// Which `[[step]]` entry of the file it comes from (expansions share it).
+    entry: usize,
+    /// Where each string was written, for messages about placeholders.
+    spans: FieldSpans,
+    /// `matrix`, `matrix_from` and `for_each`, when the step is a template.
+    template: Option<expand::TemplateSpec>,
+    /// For an expansion: its template's name and the values it was made with.
+    expanded_from: Option<(String, Vec<(String, String)>)>,
+}
+
+#[derive(Clone, Default)]
+struct FieldSpans {
+    run: Range<usize>,
+    dir: Range<usize>,
+    env: BTreeMap<String, Range<usize>>,
+    inputs: Vec<Range<usize>>,
 }
 
 #[derive(Default)]
@@ -490,7 +594,18 @@ impl Cx<'_> {
             retries: 0,
             retry_delay: DEFAULT_RETRY_DELAY,
             span: header_span(self.source, span),
+            spans: FieldSpans::default(),
+            template: None,
+            expanded_from: None,
+            entry: number - 1,
         };
+        let is_template = ["matrix", "matrix_from", "for_each"]
+            .iter()
+            .any(|k| table.contains_key(*k));
+        let mut matrix: Option<Vec<(Spanned<String>, Vec<String>)>> = None;
+        let mut matrix_from: Option<expand::MatrixFrom> = None;
+        let mut for_each: Option<Spanned<String>> = None;
+        let mut template_span = step.span.clone();
         // The name first, so every other message can say which step it is about.
         let place = match table.get("name").map(|v| v.get_ref()) {
             Some(DeValue::String(name)) if !name.is_empty() => format!("in step `{name}`"),
@@ -500,6 +615,11 @@ impl Cx<'_> {
         for (key, value) in table.iter() {
             match key.get_ref().as_ref() {
                 "name" => match value.get_ref() {
+                    // A template's name may hold placeholders; the names it
+                    // expands to are checked once they are known.
+                    DeValue::String(name) if is_template && name.contains('{') => {
+                        step.name = Some(Spanned::new(value.span(), name.to_string()));
+                    }
                     DeValue::String(name) => {
                         if let Some(problem) = name_problem(name) {
                             self.error_help(
@@ -522,7 +642,10 @@ impl Cx<'_> {
                     DeValue::String(run) if run.contains('\0') => {
                         self.error(value.span(), format!("`run` contains a NUL character {place}"))
                     }
-                    DeValue::String(run) => step.run = Some(run.to_string()),
+                    DeValue::String(run) => {
+                        step.run = Some(run.to_string());
+                        step.spans.run = value.span();
+                    }
                     other => self.type_error(value.span(), &format!("`run` {place}"), "a string", other),
                 },
                 "dir" => match value.get_ref() {
@@ -531,10 +654,18 @@ impl Cx<'_> {
                         format!("`dir` is not a usable path {place}"),
                         "give a folder relative to the pipeline file's folder, or leave `dir` out",
                     ),
-                    DeValue::String(dir) => step.dir = Some(dir.to_string()),
+                    DeValue::String(dir) => {
+                        step.dir = Some(dir.to_string());
+                        step.spans.dir = value.span();
+                    }
                     other => self.type_error(value.span(), &format!("`dir` {place}"), "a string", other),
                 },
-                "env" => step.env = self.env_table(value, &format!("`env` {place}")),
+                "env" => {
+                    step.env = self.env_table(value, &format!("`env` {place}"));
+                    if let DeValue::Table(t) = value.get_ref() {
+                        step.spans.env = t.iter().map(|(k, v)| (k.get_ref().to_string(), v.span())).collect();
+                    }
+                }
                 "after" => step.after = self.string_list(value, &format!("`after` {place}")),
                 "inputs" => {
                     for input in self.string_list(value, &format!("`inputs` {place}")).unwrap_or_default() {
@@ -544,7 +675,10 @@ impl Cx<'_> {
                                 format!("invalid input `{}` {place}: {problem}", input.get_ref()),
                                 "an input is a file, a folder or a glob pattern such as \"data/*.csv\", relative to the step's dir",
                             ),
-                            None => step.inputs.push(input.into_inner()),
+                            None => {
+                                step.spans.inputs.push(input.span());
+                                step.inputs.push(input.into_inner());
+                            }
                         }
                     }
                 }
@@ -578,8 +712,43 @@ impl Cx<'_> {
                         step.retry_delay = d;
                     }
                 }
+                "matrix" => {
+                    template_span = key.span();
+                    matrix = self.matrix_table(value, &place);
+                }
+                "matrix_from" => {
+                    template_span = key.span();
+                    matrix_from = self.matrix_from(value, &place);
+                }
+                "for_each" => match value.get_ref() {
+                    DeValue::String(pattern) => match glob::Pattern::new(pattern) {
+                        Ok(_) => {
+                            template_span = key.span();
+                            for_each = Some(Spanned::new(value.span(), pattern.to_string()));
+                        }
+                        Err(e) => self.error(
+                            value.span(),
+                            format!("`for_each` {place} is not a valid glob pattern ({})", e.msg),
+                        ),
+                    },
+                    other => self.type_error(value.span(), &format!("`for_each` {place}"), "a glob pattern string", other),
+                },
                 _ => misspelt.extend(self.unknown_key(key, STEP_KEYS, &place)),
             }
+        }
+        if for_each.is_some() && (matrix.is_some() || matrix_from.is_some()) {
+            self.error_help(
+                template_span.clone(),
+                format!("`for_each` cannot be combined with `matrix` or `matrix_from` {place}"),
+                "a step expands over files or over values, not both; split it in two steps",
+            );
+        } else if is_template {
+            step.template = Some(expand::TemplateSpec {
+                matrix: matrix.unwrap_or_default(),
+                matrix_from,
+                for_each,
+                span: template_span,
+            });
         }
         // A misspelt `name` was already reported as such; "no name" would be noise.
         if step.name.is_none() && !table.contains_key("name") && !misspelt.contains(&"name") {
@@ -632,6 +801,157 @@ impl Cx<'_> {
             }
         }
         ok.then_some(out)
+    }
+
+    /// `matrix = { sample = ["s1", "s2"], fold = [1, 2] }`.
+    fn matrix_table(
+        &mut self,
+        value: &Value<'_>,
+        place: &str,
+    ) -> Option<Vec<(Spanned<String>, Vec<String>)>> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.error_help(
+                value.span(),
+                format!(
+                    "`matrix` {place} must be a table, found {}",
+                    value.get_ref().type_str()
+                ),
+                "for example: matrix = { sample = [\"s1\", \"s2\"], fold = [1, 2, 3] }",
+            );
+            return None;
+        };
+        let mut vars = Vec::new();
+        let mut ok = true;
+        for (key, v) in table.iter() {
+            let name = key.get_ref();
+            if !expand::is_variable(name) {
+                self.error_help(
+                    key.span(),
+                    format!("`{name}` is not a usable matrix variable name {place}"),
+                    "a variable name uses letters, digits and `_`, and does not start with a digit",
+                );
+                ok = false;
+                continue;
+            }
+            let DeValue::Array(items) = v.get_ref() else {
+                self.type_error(
+                    v.span(),
+                    &format!("`matrix.{name}` {place}"),
+                    "a list of values",
+                    v.get_ref(),
+                );
+                ok = false;
+                continue;
+            };
+            if items.is_empty() {
+                self.error_help(
+                    v.span(),
+                    format!(
+                        "`matrix.{name}` {place} is empty, so the step would expand to nothing"
+                    ),
+                    "give it at least one value, or remove the step",
+                );
+                ok = false;
+                continue;
+            }
+            let mut values = Vec::with_capacity(items.len());
+            for item in items.iter() {
+                match self.scalar_text(item, &format!("a value of `matrix.{name}` {place}")) {
+                    Some(text) => values.push(text),
+                    None => ok = false,
+                }
+            }
+            vars.push((Spanned::new(key.span(), name.to_string()), values));
+        }
+        ok.then_some(vars)
+    }
+
+    /// `matrix_from = "samples.txt"` or `{ file = "samples.csv", column = "sample" }`.
+    fn matrix_from(&mut self, value: &Value<'_>, place: &str) -> Option<expand::MatrixFrom> {
+        match value.get_ref() {
+            DeValue::String(file) => Some(expand::MatrixFrom {
+                file: Spanned::new(value.span(), file.to_string()),
+                column: None,
+                var: "item".into(),
+            }),
+            DeValue::Table(t) => {
+                let mut file = None;
+                let mut column = None;
+                let mut var = None;
+                for (key, v) in t.iter() {
+                    match (key.get_ref().as_ref(), v.get_ref()) {
+                        ("file", DeValue::String(s)) => {
+                            file = Some(Spanned::new(v.span(), s.to_string()))
+                        }
+                        ("column", DeValue::String(s)) => column = Some(s.to_string()),
+                        ("name", DeValue::String(s)) if expand::is_variable(s) => {
+                            var = Some(s.to_string())
+                        }
+                        ("file" | "column" | "name", other) => {
+                            self.type_error(
+                                v.span(),
+                                &format!("`matrix_from.{}` {place}", key.get_ref()),
+                                "a string (a name: letters, digits, `_`)",
+                                other,
+                            );
+                            return None;
+                        }
+                        _ => {
+                            self.unknown_key(
+                                key,
+                                &["file", "column", "name"],
+                                &format!("in `matrix_from` {place}"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                let Some(file) = file else {
+                    self.error_help(value.span(), format!("`matrix_from` {place} has no `file`"), "for example: matrix_from = { file = \"samples.csv\", column = \"sample\" }");
+                    return None;
+                };
+                let var = var
+                    .or_else(|| column.clone().filter(|c| expand::is_variable(c)))
+                    .unwrap_or_else(|| "item".into());
+                Some(expand::MatrixFrom { file, column, var })
+            }
+            other => {
+                self.type_error(
+                    value.span(),
+                    &format!("`matrix_from` {place}"),
+                    "a file name or a table",
+                    other,
+                );
+                None
+            }
+        }
+    }
+
+    /// A string, number or boolean as text (numbers in decimal).
+    fn scalar_text(&mut self, v: &Value<'_>, what: &str) -> Option<String> {
+        let text = match v.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Integer(i) => {
+                match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
+                    Ok(n) => n.to_string(),
+                    Err(_) => {
+                        self.error(v.span(), format!("{what} is too large a number"));
+                        return None;
+                    }
+                }
+            }
+            DeValue::Float(f) => f.as_str().to_string(),
+            DeValue::Boolean(b) => b.to_string(),
+            other => {
+                self.type_error(v.span(), what, "a string, number or boolean", other);
+                return None;
+            }
+        };
+        if text.contains('\0') {
+            self.error(v.span(), format!("{what} contains a NUL character"));
+            return None;
+        }
+        Some(text)
     }
 
     fn env_table(&mut self, value: &Value<'_>, what: &str) -> BTreeMap<String, String> {
@@ -771,11 +1091,30 @@ impl Cx<'_> {
                 index.insert(name.get_ref().clone(), StepId(i as u32));
             }
         }
-        let names: Vec<&str> = raw
+        let mut names: Vec<&str> = raw
             .steps
             .iter()
             .filter_map(|s| s.name.as_ref().map(|n| n.get_ref().as_str()))
             .collect();
+        // Templates, by name, with their expansions in file order.
+        let mut templates: Vec<(String, Vec<StepId>)> = Vec::new();
+        for (i, step) in raw.steps.iter().enumerate() {
+            if let Some((template, _)) = &step.expanded_from {
+                match templates.iter_mut().find(|(t, _)| t == template) {
+                    Some((_, ids)) => ids.push(StepId(i as u32)),
+                    None => templates.push((template.clone(), vec![StepId(i as u32)])),
+                }
+            }
+        }
+        names.extend(templates.iter().map(|(t, _)| t.as_str()));
+        // The steps of each entry of the file: one, or a template's expansions.
+        let mut by_entry: Vec<Vec<StepId>> = Vec::new();
+        for (i, step) in raw.steps.iter().enumerate() {
+            if by_entry.len() <= step.entry {
+                by_entry.resize(step.entry + 1, Vec::new());
+            }
+            by_entry[step.entry].push(StepId(i as u32));
+        }
 
         // Edges, with the span of the `after` entry that made each explicit one.
         let mut edges: Vec<Vec<(StepId, Option<Range<usize>>)>> =
@@ -783,17 +1122,33 @@ impl Cx<'_> {
         for (i, step) in raw.steps.iter().enumerate() {
             let mut deps: Vec<(StepId, Option<Range<usize>>)> = Vec::new();
             match &step.after {
-                None if i > 0 => deps.push((StepId(i as u32 - 1), None)),
+                // Without `after`: every step of the entry just before it in
+                // the file (all of a template's expansions, if it is one).
+                None if step.entry > 0 => {
+                    for &id in &by_entry[step.entry - 1] {
+                        deps.push((id, None));
+                    }
+                }
                 None => {}
                 Some(after) => {
                     for dep in after {
-                        match index.get(dep.get_ref()) {
-                            Some(&id) => {
-                                if !deps.iter().any(|(d, _)| *d == id) {
-                                    deps.push((id, Some(dep.span())));
+                        match resolve_after(dep.get_ref(), &index, &templates, &raw.steps) {
+                            Ok(ids) => {
+                                for id in ids {
+                                    if id.index() != i && !deps.iter().any(|(d, _)| *d == id) {
+                                        deps.push((id, Some(dep.span())));
+                                    } else if id.index() == i {
+                                        // A self-reference is a cycle, reported as one.
+                                        deps.push((id, Some(dep.span())));
+                                    }
                                 }
                             }
-                            None => {
+                            Err(Some(why)) => self.error_help(
+                                dep.span(),
+                                format!("`after` names `{}`, but {why}", dep.get_ref()),
+                                "`[...]` selects expansions of a template by their values, for example after = [\"align[sample={sample}]\"]",
+                            ),
+                            Err(None) => {
                                 let help = match did_you_mean(dep.get_ref(), names.iter().copied())
                                 {
                                     Some(close) => format!("did you mean `{close}`?"),
@@ -841,6 +1196,12 @@ impl Cx<'_> {
             .into_iter()
             .zip(edges)
             .map(|(s, deps)| Step {
+                template: s.expanded_from.as_ref().map(|(t, _)| t.clone()),
+                values: s
+                    .expanded_from
+                    .as_ref()
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
                 output_paths: s
                     .outputs
                     .iter()
@@ -867,6 +1228,8 @@ impl Cx<'_> {
             env: raw.env,
             sync: raw.sync,
             jobs: raw.jobs,
+            templates,
+            expansion_inputs: Vec::new(),
             kill_grace: raw.kill_grace.unwrap_or(DEFAULT_KILL_GRACE),
             steps,
             index,
@@ -986,6 +1349,51 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         return Err(format!("`{text}` is longer than a year"));
     }
     Ok(Duration::from_secs_f64(total))
+}
+
+/// The steps an `after` entry names: a step, every expansion of a template,
+/// or the expansions of a template whose values include `key=value` pairs
+/// (`align[sample=s1]`). `Err(None)`: no such name; `Err(Some(why))`: the
+/// pattern matches nothing.
+fn resolve_after(
+    entry: &str,
+    index: &HashMap<String, StepId>,
+    templates: &[(String, Vec<StepId>)],
+    steps: &[RawStep],
+) -> std::result::Result<Vec<StepId>, Option<String>> {
+    if let Some(&id) = index.get(entry) {
+        return Ok(vec![id]);
+    }
+    if let Some((_, ids)) = templates.iter().find(|(t, _)| t == entry) {
+        return Ok(ids.clone());
+    }
+    let Some((template, pairs)) = expand::parse_selector(entry) else {
+        return Err(None);
+    };
+    let Some((_, ids)) = templates.iter().find(|(t, _)| *t == template) else {
+        return Err(None);
+    };
+    let matching: Vec<StepId> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            let values = steps[id.index()]
+                .expanded_from
+                .as_ref()
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or(&[]);
+            pairs
+                .iter()
+                .all(|(k, v)| values.iter().any(|(vk, vv)| vk == k && vv == v))
+        })
+        .collect();
+    if matching.is_empty() {
+        Err(Some(format!(
+            "no expansion of `{template}` has those values"
+        )))
+    } else {
+        Ok(matching)
+    }
 }
 
 /// The 1-based line of a byte offset, given where each line starts.

@@ -83,6 +83,10 @@ fn read_cache(cache: &Path, key: Digest) -> Option<Pipeline> {
         return None;
     }
     let mut pipeline: Pipeline = postcard::from_bytes(body).ok()?;
+    // Matrix files and for_each globs are part of what the file means.
+    if !pipeline.expansion_inputs.iter().all(|i| i.is_current()) {
+        return None;
+    }
     pipeline.rebuild_index();
     Some(pipeline)
 }

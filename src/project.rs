@@ -307,7 +307,7 @@ impl Project {
 
     /// Explains the decision for one step, component by component.
     pub fn why(&self, step: &str, mode: Mode) -> Result<(Why, Vec<String>)> {
-        let id = self.pipeline.resolve(&[step.to_string()])?[0];
+        let id = self.pipeline.resolve_one(step)?;
         let inspection = self.inspect(&[], mode)?;
         let step_plan = inspection
             .plan

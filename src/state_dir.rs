@@ -77,8 +77,13 @@ impl StateDir {
     }
 
     /// The log file of one attempt.
+    ///
+    /// Expanded step names can hold any character (`thumb[path=raw/a.jpg]`):
+    /// every byte outside a safe set is percent-encoded, so a name can never
+    /// make a path leave the logs folder or name a subfolder.
     pub fn log(&self, step: &str, attempt: u32) -> PathBuf {
-        self.logs().join(format!("{step}.{attempt}.log"))
+        self.logs()
+            .join(format!("{}.{attempt}.log", file_name_safe(step)))
     }
 
     /// Reads the journal without taking the lock: safe while a run is in
@@ -239,10 +244,10 @@ impl Writer {
         let mut keep = std::collections::HashSet::new();
         for (name, h) in self.history.steps() {
             for a in [&h.last, &h.current, &h.success].into_iter().flatten() {
-                keep.insert(format!("{name}.{}.log", a.number));
+                keep.insert(format!("{}.{}.log", file_name_safe(name), a.number));
             }
             if let Some((a, _)) = &h.latest_real {
-                keep.insert(format!("{name}.{}.log", a.number));
+                keep.insert(format!("{}.{}.log", file_name_safe(name), a.number));
             }
         }
         let Ok(entries) = std::fs::read_dir(self.dir.logs()) else {
@@ -268,6 +273,19 @@ impl Writer {
         self.history.apply(record);
         Ok(())
     }
+}
+
+/// `step` with every byte outside `[A-Za-z0-9_.=,+@[]-]` written `%XX`.
+pub fn file_name_safe(step: &str) -> String {
+    let mut out = String::with_capacity(step.len());
+    for b in step.bytes() {
+        if b.is_ascii_alphanumeric() || b"_.=,+@[]-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Whether a file name is that of a state dir: `.stepwise` or

@@ -1,0 +1,662 @@
+//! Matrix and per-file steps: one `[[step]]` written once, expanded into a
+//! step per combination of values or per matching file.
+//!
+//! Placeholders: in a template step, `{var}` is replaced by the value of a
+//! matrix variable (or `{path}`, `{stem}`, `{name}`, `{dir}`, `{ext}` for
+//! `for_each`) in `name`, `run`, `dir`, `env` values, `inputs`, `outputs` and
+//! `after`; `{{` and `}}` stand for literal braces, and `${...}` is left to
+//! the shell. In any step, `{step.outputs}` is replaced by the declared
+//! outputs of a step, or of every expansion of a template (in `run` as
+//! shell words, in `inputs` as one input each). Expanded steps are named
+//! `template[var=value,...]` (variables in name order), unless the
+//! template's `name` holds placeholders itself.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::{Cx, RawPipeline, RawStep, name_problem};
+use crate::fingerprint::Digest;
+
+/// How a template step expands, as written.
+#[derive(Clone, Debug)]
+pub(super) struct TemplateSpec {
+    pub matrix: Vec<(Spanned<String>, Vec<String>)>,
+    pub matrix_from: Option<MatrixFrom>,
+    pub for_each: Option<Spanned<String>>,
+    /// The `matrix`/`for_each` key, for messages.
+    pub span: Range<usize>,
+}
+
+/// `matrix_from`: the values of one variable, read from a file.
+#[derive(Clone, Debug)]
+pub(super) struct MatrixFrom {
+    pub file: Spanned<String>,
+    /// For a CSV file: the column to take (by its header).
+    pub column: Option<String>,
+    /// The variable's name: `name`, else the column, else `item`.
+    pub var: String,
+}
+
+/// Something on disk an expansion depended on, with its digest when the
+/// pipeline was compiled: a change means expanding again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpansionInput {
+    /// A `matrix_from` file, by absolute path, and its content's digest.
+    File(PathBuf, [u8; 16]),
+    /// A `for_each` pattern, absolute, and the digest of what it matched.
+    Glob(String, [u8; 16]),
+}
+
+impl ExpansionInput {
+    /// Whether it still reads as it did.
+    pub fn is_current(&self) -> bool {
+        match self {
+            ExpansionInput::File(path, digest) => {
+                std::fs::read(path).is_ok_and(|bytes| Digest::of(&bytes).0 == *digest)
+            }
+            ExpansionInput::Glob(pattern, digest) => {
+                glob_listing(pattern).is_ok_and(|paths| listing_digest(&paths).0 == *digest)
+            }
+        }
+    }
+}
+
+/// Whether `name` can be a matrix variable.
+pub(super) fn is_variable(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `align[sample=s1,fold=2]` as `("align", [("sample", "s1"), ("fold", "2")])`.
+pub fn parse_selector(text: &str) -> Option<(String, Vec<(String, String)>)> {
+    let open = text.find('[')?;
+    let inner = text[open + 1..].strip_suffix(']')?;
+    let mut pairs = Vec::new();
+    for part in inner.split(',') {
+        let (k, v) = part.split_once('=')?;
+        pairs.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Some((text[..open].to_string(), pairs))
+}
+
+/// The name of an expansion when the template's name has no placeholders.
+fn default_name(template: &str, values: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = values.iter().collect();
+    sorted.sort();
+    let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{template}[{}]", inner.join(","))
+}
+
+/// The template's own name when its `name` holds placeholders: the text
+/// before the first one (`align-{sample}` is the template `align`).
+fn template_name(name: &str) -> String {
+    let head = &name[..name.find('{').unwrap_or(name.len())];
+    head.trim_end_matches(['-', '_', '.', '[']).to_string()
+}
+
+enum Mode {
+    /// A template step: every `{var}` must be a variable.
+    Template,
+    /// After expansion, any step: only `{step.outputs}`.
+    Outputs,
+}
+
+/// Replaces placeholders in `text`. `vars` are the expansion's values;
+/// `outputs` gives a step's or template's outputs, already as text.
+fn substitute(
+    text: &str,
+    vars: &[(String, String)],
+    mode: &Mode,
+    outputs: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        if matches!(mode, Mode::Template) && (rest.starts_with("{{") || rest.starts_with("}}")) {
+            out.push(bytes[i] as char);
+            i += 2;
+            continue;
+        }
+        if rest.starts_with("${") {
+            out.push_str("${");
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'{'
+            && let Some(end) = rest.find('}')
+        {
+            let inner = &rest[1..end];
+            if let Some(step) = inner.strip_suffix(".outputs")
+                && !step.is_empty()
+                && name_problem(step.split('[').next().unwrap_or(step)).is_none()
+            {
+                match outputs(step) {
+                    Some(list) => out.push_str(&list),
+                    None if matches!(mode, Mode::Template) => out.push_str(&rest[..=end]),
+                    None => {
+                        return Err(format!("`{{{inner}}}` names no step or template `{step}`"));
+                    }
+                }
+                i += end + 1;
+                continue;
+            }
+            if matches!(mode, Mode::Template) && is_variable(inner) {
+                match vars.iter().find(|(k, _)| k == inner) {
+                    Some((_, v)) => out.push_str(v),
+                    None => {
+                        let known: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+                        return Err(format!(
+                            "unknown placeholder `{{{inner}}}`; the variables here are: {}",
+                            known.join(", ")
+                        ));
+                    }
+                }
+                i += end + 1;
+                continue;
+            }
+        }
+        let ch = rest.chars().next().expect("not at the end");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    Ok(out)
+}
+
+fn glob_listing(pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let mut paths = Vec::new();
+    for entry in glob::glob_with(pattern, options).map_err(|e| e.msg.to_string())? {
+        let path = entry.map_err(|e| format!("cannot read {}", e.path().display()))?;
+        if path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn listing_digest(paths: &[PathBuf]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    for p in paths {
+        h.update(p.as_os_str().as_encoded_bytes());
+        h.update(b"\0");
+    }
+    Digest::from_blake3(&h.finalize())
+}
+
+/// A shell word: left alone if plain, else single-quoted.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A path as seen from `dir`: relative when inside it, else absolute.
+fn seen_from(path: &Path, dir: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+}
+
+impl Cx<'_> {
+    /// Reads a `matrix_from` file's values.
+    fn matrix_from_values(
+        &mut self,
+        from: &MatrixFrom,
+        dir: &Path,
+    ) -> Option<(Vec<String>, PathBuf, Vec<u8>)> {
+        let path = dir.join(from.file.get_ref());
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                self.error_help(
+                    from.file.span(),
+                    format!("cannot read the matrix file `{}`: {e}", from.file.get_ref()),
+                    "`matrix_from` names a file relative to the step's dir, one value per line (or a CSV with `column`)",
+                );
+                return None;
+            }
+        };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let mut lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let values: Vec<String> = match &from.column {
+            None => lines.map(String::from).collect(),
+            Some(column) => {
+                let header: Vec<&str> = lines
+                    .next()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(str::trim)
+                    .collect();
+                let Some(at) = header.iter().position(|h| h == column) else {
+                    self.error_help(
+                        from.file.span(),
+                        format!(
+                            "the matrix file `{}` has no column `{column}`",
+                            from.file.get_ref()
+                        ),
+                        format!("its header is: {}", header.join(", ")),
+                    );
+                    return None;
+                };
+                lines
+                    .filter_map(|l| {
+                        l.split(',')
+                            .nth(at)
+                            .map(|v| v.trim().trim_matches('"').to_string())
+                    })
+                    .filter(|v| !v.is_empty())
+                    .collect()
+            }
+        };
+        if values.is_empty() {
+            self.error_help(
+                from.file.span(),
+                format!(
+                    "the matrix file `{}` holds no values, so the step would expand to nothing",
+                    from.file.get_ref()
+                ),
+                "add values to it (one per line), or remove the step",
+            );
+            return None;
+        }
+        Some((values, path, bytes))
+    }
+}
+
+/// Expands every template step of `raw`, and substitutes `{step.outputs}`
+/// everywhere. Reports problems into `cx`; returns what the expansion read.
+pub(super) fn expand(
+    cx: &mut Cx<'_>,
+    raw: RawPipeline,
+    root: &Path,
+) -> (RawPipeline, Vec<ExpansionInput>) {
+    let mut inputs = Vec::new();
+    let mut steps: Vec<RawStep> = Vec::with_capacity(raw.steps.len());
+    let steps_in = raw.steps;
+    let mut raw = RawPipeline {
+        steps: Vec::new(),
+        ..raw
+    };
+    for step in steps_in {
+        let Some(spec) = step.template.clone() else {
+            steps.push(step);
+            continue;
+        };
+        let dir = root.join(step.dir.as_deref().unwrap_or("."));
+        // Variables and their values, in the order written.
+        let mut vars: Vec<(String, Vec<String>)> = spec
+            .matrix
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.clone()))
+            .collect();
+        if let Some(from) = &spec.matrix_from {
+            let Some((values, path, bytes)) = cx.matrix_from_values(from, &dir) else {
+                continue;
+            };
+            if vars.iter().any(|(k, _)| *k == from.var) {
+                cx.error(
+                    from.file.span(),
+                    format!(
+                        "`matrix_from` defines `{}`, which `matrix` defines too",
+                        from.var
+                    ),
+                );
+                continue;
+            }
+            inputs.push(ExpansionInput::File(path, Digest::of(&bytes).0));
+            vars.push((from.var.clone(), values));
+        }
+        let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        if let Some(pattern) = &spec.for_each {
+            let full = format!(
+                "{}/{}",
+                glob::Pattern::escape(&dir.to_string_lossy()),
+                pattern.get_ref()
+            );
+            let paths = match glob_listing(&full) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    cx.error(
+                        pattern.span(),
+                        format!("cannot expand `for_each = \"{}\"`: {e}", pattern.get_ref()),
+                    );
+                    continue;
+                }
+            };
+            if paths.is_empty() {
+                cx.error_help(
+                    pattern.span(),
+                    format!(
+                        "`for_each = \"{}\"` matches no file, so the step would expand to nothing",
+                        pattern.get_ref()
+                    ),
+                    format!("the pattern is relative to {}", dir.display()),
+                );
+                continue;
+            }
+            inputs.push(ExpansionInput::Glob(full, listing_digest(&paths).0));
+            combos = paths
+                .iter()
+                .map(|p| {
+                    let rel = p.strip_prefix(&dir).unwrap_or(p);
+                    let text = |s: Option<&std::ffi::OsStr>| {
+                        s.map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    };
+                    vec![
+                        ("path".to_string(), rel.display().to_string()),
+                        ("stem".to_string(), text(rel.file_stem())),
+                        ("name".to_string(), text(rel.file_name())),
+                        (
+                            "dir".to_string(),
+                            rel.parent()
+                                .map(|d| d.display().to_string())
+                                .unwrap_or_default(),
+                        ),
+                        ("ext".to_string(), text(rel.extension())),
+                    ]
+                })
+                .collect();
+        }
+        for (var, values) in &vars {
+            combos = combos
+                .into_iter()
+                .flat_map(|combo| {
+                    values.iter().map(move |v| {
+                        let mut c = combo.clone();
+                        c.push((var.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        let Some(name) = step.name.clone() else {
+            continue;
+        };
+        let templated = name.get_ref().contains('{');
+        let template = if templated {
+            template_name(name.get_ref())
+        } else {
+            name.get_ref().clone()
+        };
+        // Only the variables that vary name the expansion (`for_each`'s path).
+        let naming: Vec<&str> = if spec.for_each.is_some() {
+            vec!["path"]
+        } else {
+            vars.iter().map(|(k, _)| k.as_str()).collect()
+        };
+        let mut seen: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for values in combos {
+            let no_outputs = |_: &str| None;
+            let sub = |cx: &mut Cx<'_>, text: &str, span: Range<usize>| match substitute(
+                text,
+                &values,
+                &Mode::Template,
+                &no_outputs,
+            ) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    cx.error_help(
+                        span,
+                        format!("{why} (in step `{}`)", name.get_ref()),
+                        "write `{{` and `}}` for literal braces; `${VAR}` is left to the shell",
+                    );
+                    None
+                }
+            };
+            let expanded_name = if templated {
+                let Some(n) = sub(cx, name.get_ref(), name.span()) else {
+                    break;
+                };
+                if let Some(problem) = name_problem(&n) {
+                    cx.error_help(
+                        name.span(),
+                        format!(
+                            "step name `{n}` (from `{}`) is invalid: {problem}",
+                            name.get_ref()
+                        ),
+                        "the values put into a name may use letters, digits, `_`, `-` and `.`",
+                    );
+                    break;
+                }
+                n
+            } else {
+                let named: Vec<(String, String)> = values
+                    .iter()
+                    .filter(|(k, _)| naming.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                let n = default_name(&template, &named);
+                if n.chars().any(|c| c.is_control()) {
+                    cx.error(
+                        spec.span.clone(),
+                        format!("a value of step `{template}` holds a control character"),
+                    );
+                    break;
+                }
+                n
+            };
+            if let Some(previous) = seen.get(&expanded_name) {
+                let show = |v: &[(String, String)]| {
+                    v.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                cx.error_help(
+                    spec.span.clone(),
+                    format!(
+                        "two expansions of `{template}` are both named `{expanded_name}` (values {} and {})",
+                        show(previous),
+                        show(&values)
+                    ),
+                    "every expansion needs its own name: make the values distinct, or put every variable in `name`",
+                );
+                break;
+            }
+            seen.insert(expanded_name.clone(), values.clone());
+            let mut s = step.clone();
+            s.template = None;
+            s.name = Some(Spanned::new(name.span(), expanded_name));
+            s.run = match &step.run {
+                Some(run) => match sub(cx, run, step.spans.run.clone()) {
+                    Some(r) => Some(r),
+                    None => break,
+                },
+                None => None,
+            };
+            if let Some(d) = &step.dir {
+                s.dir = sub(cx, d, step.spans.dir.clone());
+            }
+            for (k, v) in s.env.iter_mut() {
+                let span = step.spans.env.get(k).cloned().unwrap_or(step.span.clone());
+                if let Some(t) = sub(cx, v, span) {
+                    *v = t;
+                }
+            }
+            for (i, input) in s.inputs.iter_mut().enumerate() {
+                let span = step
+                    .spans
+                    .inputs
+                    .get(i)
+                    .cloned()
+                    .unwrap_or(step.span.clone());
+                if let Some(t) = sub(cx, input, span) {
+                    *input = t;
+                }
+            }
+            for output in s.outputs.iter_mut() {
+                if let Some(t) = sub(cx, output.get_ref(), output.span()) {
+                    *output = Spanned::new(output.span(), t);
+                }
+            }
+            if let Some(after) = &mut s.after {
+                for a in after.iter_mut() {
+                    if let Some(t) = sub(cx, a.get_ref(), a.span()) {
+                        *a = Spanned::new(a.span(), t);
+                    }
+                }
+            }
+            s.expanded_from = Some((template.clone(), values));
+            steps.push(s);
+        }
+    }
+
+    // `{step.outputs}`: the declared outputs of a step, or of every
+    // expansion of a template, as absolute paths.
+    // A template's expansions in name order, not matrix order, so that
+    // reordering a matrix list changes no command.
+    let mut by_template: BTreeMap<String, Vec<(String, Vec<PathBuf>)>> = BTreeMap::new();
+    let mut produced: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for s in &steps {
+        let dir = root.join(s.dir.as_deref().unwrap_or("."));
+        let paths: Vec<PathBuf> = s.outputs.iter().map(|o| dir.join(o.get_ref())).collect();
+        let name = s
+            .name
+            .as_ref()
+            .map(|n| n.get_ref().clone())
+            .unwrap_or_default();
+        if let Some((template, _)) = &s.expanded_from {
+            by_template
+                .entry(template.clone())
+                .or_default()
+                .push((name.clone(), paths.clone()));
+        }
+        produced.entry(name).or_default().extend(paths);
+    }
+    for (template, mut expansions) in by_template {
+        expansions.sort();
+        produced.insert(
+            template,
+            expansions.into_iter().flat_map(|(_, p)| p).collect(),
+        );
+    }
+    let mut out_steps = Vec::with_capacity(steps.len());
+    for mut s in steps {
+        let dir = root.join(s.dir.as_deref().unwrap_or("."));
+        if let Some(run) = &s.run
+            && run.contains(".outputs}")
+        {
+            let words = |name: &str| {
+                produced.get(name).map(|paths| {
+                    paths
+                        .iter()
+                        .map(|p| shell_word(&seen_from(p, &dir)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+            };
+            match substitute(run, &[], &Mode::Outputs, &words) {
+                Ok(r) => s.run = Some(r),
+                Err(why) => cx.error(s.spans.run.clone(), why),
+            }
+        }
+        if s.inputs.iter().any(|i| i.contains(".outputs}")) {
+            let mut expanded = Vec::new();
+            for (i, input) in s.inputs.iter().enumerate() {
+                let span = s.spans.inputs.get(i).cloned().unwrap_or(s.span.clone());
+                let whole = input
+                    .strip_prefix('{')
+                    .and_then(|x| x.strip_suffix(".outputs}"));
+                match whole.and_then(|name| produced.get(name)) {
+                    Some(paths) => expanded.extend(paths.iter().map(|p| seen_from(p, &dir))),
+                    None if whole.is_some() => {
+                        cx.error(
+                            span,
+                            format!(
+                                "`{input}` names no step or template `{}`",
+                                whole.unwrap_or("")
+                            ),
+                        );
+                    }
+                    None if input.contains(".outputs}") => cx.error_help(
+                        span,
+                        format!("`{input}`: a `{{step.outputs}}` input must be the whole entry"),
+                        "write inputs = [\"{align.outputs}\"] to take every output as an input",
+                    ),
+                    None => expanded.push(input.clone()),
+                }
+            }
+            s.inputs = expanded;
+            s.spans.inputs.clear();
+        }
+        out_steps.push(s);
+    }
+    raw.steps = out_steps;
+    (raw, inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(text: &str, vars: &[(&str, &str)]) -> Result<String, String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        substitute(text, &vars, &Mode::Template, &|_| None)
+    }
+
+    #[test]
+    fn placeholders_escapes_and_shell_variables() {
+        assert_eq!(
+            sub("align {sample} > {sample}.bam", &[("sample", "s1")]).unwrap(),
+            "align s1 > s1.bam"
+        );
+        assert_eq!(
+            sub("awk '{{print $1}}' ${HOME}/{x}", &[("x", "f")]).unwrap(),
+            "awk '{print $1}' ${HOME}/f"
+        );
+        assert!(
+            sub("{nope}", &[("sample", "s1")])
+                .unwrap_err()
+                .contains("unknown placeholder `{nope}`")
+        );
+        assert_eq!(
+            sub("{ not a placeholder }", &[]).unwrap(),
+            "{ not a placeholder }"
+        );
+    }
+
+    #[test]
+    fn selectors_and_names() {
+        assert_eq!(
+            parse_selector("align[sample=s1,fold=2]"),
+            Some((
+                "align".into(),
+                vec![("sample".into(), "s1".into()), ("fold".into(), "2".into())]
+            ))
+        );
+        assert_eq!(parse_selector("align"), None);
+        let values = vec![
+            ("sample".to_string(), "s1".to_string()),
+            ("fold".to_string(), "2".to_string()),
+        ];
+        assert_eq!(default_name("align", &values), "align[fold=2,sample=s1]");
+        assert_eq!(template_name("align-{sample}"), "align");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("x/y.bam"), "x/y.bam");
+    }
+}

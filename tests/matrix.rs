@@ -1,0 +1,303 @@
+//! Matrix and per-file steps: written once, expanded per value or per file,
+//! resumed item by item.
+
+mod common;
+use common::*;
+
+const SAMPLES: &str = r#"
+[[step]]
+name = "align"
+matrix = { sample = ["s1", "s2", "s3"], fold = [1, 2] }
+run = "echo align-{sample}-{fold} >> ran; echo {sample} {fold} > a_{sample}_{fold}.txt; test {sample}{fold} != s22 -o -f fixed"
+outputs = ["a_{sample}_{fold}.txt"]
+
+[[step]]
+name = "merge"
+run = "echo merge >> ran; cat {align.outputs} > merged.txt"
+inputs = ["{align.outputs}"]
+outputs = ["merged.txt"]
+
+[[step]]
+name = "other"
+after = []
+run = "echo other >> ran"
+"#;
+
+#[test]
+fn a_3x2_matrix_runs_6_steps_and_the_resume_runs_only_the_failed_one_and_its_dependents() {
+    let space = Space::with(SAMPLES);
+    let out = space.run(&["run", "-j1", "--keep-going"]);
+    out.code(1).stderr_has("FAILED align[fold=2,sample=s2]");
+    let mut aligned: Vec<String> = space
+        .ran()
+        .into_iter()
+        .filter(|l| l.starts_with("align"))
+        .collect();
+    aligned.sort();
+    assert_eq!(aligned.len(), 6, "{aligned:?}");
+    assert_eq!(space.ran_count("merge"), 0, "merge needs every expansion");
+    assert_eq!(space.ran_count("other"), 1);
+
+    space.write("fixed", "");
+    let before = space.ran().len();
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("Resume plan: 6 done, 2 remaining");
+    assert_eq!(space.ran()[before..], ["align-s2-2", "merge"]);
+    let merged = space.read("merged.txt");
+    assert_eq!(
+        merged.lines().count(),
+        6,
+        "merge saw every expansion's output:\n{merged}"
+    );
+}
+
+#[test]
+fn reordering_the_matrix_changes_nothing_to_run() {
+    let space = Space::with(&SAMPLES.replace(" -o -f fixed", "; true"));
+    space.run(&["run"]).success();
+    space.write(
+        "stepwise.toml",
+        &SAMPLES.replace(" -o -f fixed", "; true").replace(
+            r#"matrix = { sample = ["s1", "s2", "s3"], fold = [1, 2] }"#,
+            r#"matrix = { fold = [2, 1], sample = ["s3", "s1", "s2"] }"#,
+        ),
+    );
+    space
+        .run(&["plan"])
+        .success()
+        .stdout_has("Resume plan: 8 done, 0 remaining");
+    let before = space.ran().len();
+    space.run(&["run"]).success();
+    assert_eq!(space.ran().len(), before);
+}
+
+#[test]
+fn adding_a_value_runs_only_the_new_expansions_and_the_aggregate() {
+    let toml = SAMPLES.replace(" -o -f fixed", "; true");
+    let space = Space::with(&toml);
+    space.run(&["run"]).success();
+    let before = space.ran().len();
+    space.write(
+        "stepwise.toml",
+        &toml.replace(r#"["s1", "s2", "s3"]"#, r#"["s1", "s2", "s3", "s4"]"#),
+    );
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("Resume plan: 7 done, 3 remaining");
+    let mut new: Vec<String> = space.ran()[before..].to_vec();
+    new.sort();
+    assert_eq!(new, ["align-s4-1", "align-s4-2", "merge"]);
+}
+
+#[test]
+fn a_per_file_step_over_50_files_where_3_change_reruns_exactly_3_and_the_aggregate() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "thumb"
+for_each = "raw/*.jpg"
+run = "echo thumb-{stem} >> ran; mkdir -p thumbs; cp {path} thumbs/{stem}.png"
+inputs = ["{path}"]
+outputs = ["thumbs/{stem}.png"]
+
+[[step]]
+name = "index"
+run = "echo index >> ran; ls thumbs > index.txt"
+inputs = ["{thumb.outputs}"]
+outputs = ["index.txt"]
+"#,
+    );
+    for i in 0..50 {
+        space.write(&format!("raw/p{i:02}.jpg"), &format!("picture {i}\n"));
+    }
+    space.run(&["run", "-j2"]).success();
+    assert_eq!(space.ran().len(), 51);
+    for i in [3, 17, 42] {
+        space.write(
+            &format!("raw/p{i:02}.jpg"),
+            &format!("picture {i}, edited\n"),
+        );
+    }
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("Resume plan: 47 done, 4 remaining");
+    let mut rerun: Vec<String> = space.ran()[51..].to_vec();
+    rerun.sort();
+    assert_eq!(rerun, ["index", "thumb-p03", "thumb-p17", "thumb-p42"]);
+
+    // A new file is picked up by the next plan: one new expansion.
+    space.write("raw/p50.jpg", "picture 50\n");
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("Resume plan: 50 done, 2 remaining");
+    assert_eq!(space.ran_count("thumb-p50"), 1);
+}
+
+#[test]
+fn per_item_chains_do_not_wait_for_other_items() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "fetch"
+matrix = { item = ["fast", "slow"] }
+run = "if [ {item} = slow ]; then while [ ! -f done-fast ]; do sleep 0.02; done; fi; echo fetch-{item} >> ran"
+
+[[step]]
+name = "process"
+matrix = { item = ["fast", "slow"] }
+after = ["fetch[item={item}]"]
+run = "echo process-{item} >> ran; touch done-{item}"
+"#,
+    );
+    // With -j2, `slow` can only finish once `process[item=fast]` ran: that
+    // needs `fetch[item=fast]` alone, not every fetch.
+    let out = space.run(&["run", "-j2"]);
+    out.success();
+    let ran = space.ran();
+    let at = |x: &str| ran.iter().position(|l| l == x).unwrap();
+    assert!(at("process-fast") < at("fetch-slow"), "{ran:?}");
+}
+
+#[test]
+fn a_template_or_one_expansion_can_be_named_on_the_command_line() {
+    let space = Space::with(&SAMPLES.replace(" -o -f fixed", "; true"));
+    space
+        .run(&["run", "align[sample=s1]"])
+        .success()
+        .stderr_has("Resume plan: 0 done, 2 remaining");
+    let mut ran = space.ran();
+    ran.sort();
+    assert_eq!(ran, ["align-s1-1", "align-s1-2"]);
+    space
+        .run(&["run", "align[fold=1,sample=s3]"])
+        .success()
+        .stderr_has("0 done, 1 remaining");
+    space
+        .run(&["run", "align"])
+        .success()
+        .stderr_has("Resume plan: 3 done, 3 remaining");
+    space
+        .run(&["plan", "align[sample=s9]"])
+        .code(2)
+        .stderr_has("no expansion of `align` matches");
+    space
+        .run(&["why", "align"])
+        .code(2)
+        .stderr_has("names 6 steps");
+    space
+        .run(&["plan"])
+        .success()
+        .stdout_has("align")
+        .stdout_has("6 steps: 6 done");
+    space
+        .run(&["plan", "--expand"])
+        .success()
+        .stdout_has("align[fold=2,sample=s3]");
+}
+
+#[test]
+fn matrix_values_from_a_file_and_a_csv_column() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "greet"
+matrix_from = "names.txt"
+run = "echo hello-{item} >> ran"
+
+[[step]]
+name = "score"
+matrix_from = { file = "table.csv", column = "sample" }
+after = []
+run = "echo score-{sample} >> ran"
+"#,
+    );
+    space.write("names.txt", "ann\nbob\n\n# a comment\n");
+    space.write("table.csv", "sample,reads\nx1,10\nx2,20\n");
+    space.run(&["run", "-j1"]).success();
+    let mut ran = space.ran();
+    ran.sort();
+    assert_eq!(ran, ["hello-ann", "hello-bob", "score-x1", "score-x2"]);
+    // A changed list adds (and drops) expansions; the compiled pipeline is
+    // not reused for a changed list.
+    space.write("names.txt", "ann\ncid\n");
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("Resume plan: 3 done, 1 remaining");
+    assert_eq!(space.ran_count("hello-cid"), 1);
+    assert_eq!(space.ran_count("hello-ann"), 1);
+}
+
+fn invalid(toml: &str, message: &str, position: &str) {
+    let space = Space::with(toml);
+    space.write("raw/.keep", "");
+    let out = space.run(&["plan"]);
+    out.code(2).stderr_has(message).stderr_has(position);
+    assert!(!space.exists(".stepwise"), "nothing written");
+}
+
+#[test]
+fn every_expansion_error_names_its_place() {
+    invalid(
+        "[[step]]\nname = \"a\"\nmatrix = { x = [1] }\nrun = \"echo {y}\"\n",
+        "unknown placeholder `{y}`; the variables here are: x",
+        "stepwise.toml:4:7",
+    );
+    invalid(
+        "[[step]]\nname = \"a\"\nmatrix = { x = [] }\nrun = \"true\"\n",
+        "`matrix.x` in step `a` is empty",
+        "stepwise.toml:3:16",
+    );
+    invalid(
+        "[[step]]\nname = \"a-{x}\"\nmatrix = { x = [1, 2], y = [1, 2] }\nrun = \"true\"\n",
+        "two expansions of `a` are both named `a-1`",
+        "stepwise.toml:3:1",
+    );
+    invalid(
+        "[[step]]\nname = \"a\"\nfor_each = \"raw/*.jpg\"\nrun = \"true\"\n",
+        "`for_each = \"raw/*.jpg\"` matches no file",
+        "stepwise.toml:3:12",
+    );
+    invalid(
+        "[[step]]\nname = \"a\"\nmatrix_from = \"missing.txt\"\nrun = \"true\"\n",
+        "cannot read the matrix file `missing.txt`",
+        "stepwise.toml:3:15",
+    );
+    invalid(
+        "[[step]]\nname = \"a\"\nmatrix = { x = [1] }\nrun = \"true\"\n[[step]]\nname = \"b\"\nafter = [\"a[x=9]\"]\nrun = \"true\"\n",
+        "no expansion of `a` has those values",
+        "stepwise.toml:7:10",
+    );
+    invalid(
+        "[[step]]\nname = \"a\"\nmatrix = { x = [\"p/q\"] }\nrun = \"true\"\nfor_each = \"raw/*\"\n",
+        "`for_each` cannot be combined with `matrix`",
+        "stepwise.toml:",
+    );
+}
+
+#[test]
+fn braces_in_plain_steps_are_left_alone() {
+    let space =
+        Space::with("[[step]]\nname = \"a\"\nrun = \"echo '{x}' ${HOME:+set} > out.txt\"\n");
+    space.run(&["run"]).success();
+    assert_eq!(space.read("out.txt"), "{x} set\n");
+}
+
+#[test]
+fn an_expansion_named_after_a_path_has_its_own_log() {
+    let space = Space::with(
+        "[[step]]\nname = \"show\"\nfor_each = \"raw/*.txt\"\nrun = \"cat {path}; exit 1\"\n",
+    );
+    space.write("raw/a.txt", "content of a\n");
+    space.run(&["run"]).code(1).stderr_has("  | content of a");
+    assert!(space.exists(".stepwise/logs/show[path=raw%2Fa.txt].1.log"));
+    space
+        .run(&["log", "show[path=raw/a.txt]"])
+        .success()
+        .stdout_has("content of a");
+}
