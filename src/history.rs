@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::journal::{Millis, Outcome, Record, Stamp};
+use crate::journal::{Millis, Outcome, Record, Stamp, StepValue};
 
 /// One attempt of a step, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub struct Finished {
     pub at: Millis,
     pub duration_ms: u64,
     pub outcome: Outcome,
+    /// What a successful step of a Rust program returned (see
+    /// [`crate::Run`]); `None` for commands and failures.
+    pub value: Option<StepValue>,
 }
 
 impl Attempt {
@@ -73,6 +76,8 @@ pub struct RunInfo {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     steps: HashMap<String, StepHistory>,
+    /// Every name in `steps`, in the order the journal first mentions it.
+    names: Vec<String>,
     runs: Vec<RunInfo>,
 }
 
@@ -107,7 +112,7 @@ impl History {
                 at,
                 stamp,
             } => {
-                let h = self.steps.entry(step).or_default();
+                let h = self.entry(step);
                 h.attempts_started = h.attempts_started.max(attempt);
                 let a = Attempt {
                     run: Some(run),
@@ -127,12 +132,14 @@ impl History {
                 at,
                 duration_ms,
                 outcome,
+                value,
             } => {
-                let h = self.steps.entry(step).or_default();
+                let h = self.entry(step);
                 let finished = Finished {
                     at,
                     duration_ms,
                     outcome,
+                    value,
                 };
                 let matches = |a: &Option<Attempt>| {
                     a.as_ref().is_some_and(|a| {
@@ -156,7 +163,7 @@ impl History {
             Record::Forgotten { at, steps } => match steps {
                 Some(steps) => {
                     for step in steps {
-                        forget(self.steps.entry(step).or_default(), at);
+                        forget(self.entry(step), at);
                     }
                 }
                 None => {
@@ -176,7 +183,7 @@ impl History {
                     .collect();
                 for (step, ok) in attempts {
                     let stamp = stamps.get(&step).cloned();
-                    let h = self.steps.entry(step).or_default();
+                    let h = self.entry(step);
                     let a = Attempt {
                         stamp,
                         run: None,
@@ -190,6 +197,7 @@ impl History {
                             } else {
                                 Outcome::Exited(-1)
                             },
+                            value: None,
                         }),
                     };
                     if ok {
@@ -203,9 +211,26 @@ impl History {
         }
     }
 
+    fn entry(&mut self, step: String) -> &mut StepHistory {
+        match self.steps.entry(step) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.names.push(e.key().clone());
+                e.insert(StepHistory::default())
+            }
+        }
+    }
+
     /// What is recorded about a step, if anything.
     pub fn step(&self, name: &str) -> Option<&StepHistory> {
         self.steps.get(name)
+    }
+
+    /// Every step name the journal mentions, in the order it first does:
+    /// the steps of a state dir that has no pipeline file (one written by
+    /// [`crate::Run`]).
+    pub fn step_names(&self) -> &[String] {
+        &self.names
     }
 
     /// Every run, oldest first.
@@ -317,6 +342,7 @@ mod tests {
             } else {
                 Outcome::Exited(1)
             },
+            value: None,
         }
     }
 
@@ -387,6 +413,33 @@ mod tests {
                 ("a".to_string(), false)
             ]
         );
+    }
+
+    #[test]
+    fn the_success_keeps_its_value_and_names_keep_their_first_order() {
+        let value = StepValue::File(crate::fingerprint::Digest::of(b"1"));
+        let h = History::from_records([
+            start("z", 1),
+            finish("z", 1, false),
+            start("a", 1),
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 1,
+                at: 0,
+                duration_ms: 0,
+                outcome: Outcome::Success,
+                value: Some(value.clone()),
+            },
+            start("z", 2),
+            Record::Forgotten {
+                at: 1,
+                steps: Some(vec!["m".into()]),
+            },
+        ]);
+        let success = h.step("a").unwrap().success.as_ref().unwrap();
+        assert_eq!(success.finished.as_ref().unwrap().value, Some(value));
+        assert_eq!(h.step_names(), ["z", "a", "m"]);
     }
 
     #[test]

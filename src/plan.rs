@@ -452,6 +452,7 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
         Outcome::OutputsMissing(paths) => {
             format!("exited 0 but did not create {}", paths.join(", "))
         }
+        Outcome::Error(message) => format!("error: {message}"),
     }
 }
 
@@ -498,6 +499,7 @@ mod tests {
                 at: 1,
                 duration_ms: 1,
                 outcome,
+                value: None,
             },
         ]
     }
