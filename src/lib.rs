@@ -9,6 +9,7 @@
 //! The rule at the heart of it is [`resume_from_checkpoint`]. The rest is
 //! organised one idea per module:
 //!
+//! - [`durable`]: durable steps inside a Rust program ([`Run`], [`StepKey`])
 //! - [`pipeline`]: the pipeline file, parsed and validated
 //! - [`journal`]: the append-only record of attempts, and its durability
 //! - [`history`]: what the journal says about each step
@@ -25,6 +26,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod diagnostic;
+pub mod durable;
 pub mod error;
 pub mod fingerprint;
 pub mod hash;
@@ -42,7 +44,8 @@ pub mod time;
 pub mod workspace;
 
 pub use checkpoint::{ResumePlan, resume_from_checkpoint};
+pub use durable::{Run, RunBuilder, StepError, StepKey, StepReport, Summary};
 pub use error::{Error, Result};
-pub use pipeline::{Pipeline, Step, StepId};
+pub use pipeline::{Pipeline, Step, StepId, SyncMode};
 pub use plan::{Mode, Plan, plan};
 pub use project::Project;

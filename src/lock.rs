@@ -115,8 +115,25 @@ pub struct Holder {
     pub command: Option<String>,
 }
 
+/// The prefix of [`Holder::command`] for a program using the library
+/// ([`crate::Run`]), followed by the program's name.
+pub const LIBRARY_COMMAND: &str = "library:";
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let program = self
+            .command
+            .as_deref()
+            .and_then(|c| c.strip_prefix(LIBRARY_COMMAND));
+        if let Some(program) = program {
+            return match self.pid {
+                Some(pid) => write!(
+                    f,
+                    "process {pid} (`{program}`, through the stepwise library)"
+                ),
+                None => write!(f, "`{program}` (through the stepwise library)"),
+            };
+        }
         match (self.pid, &self.command) {
             (Some(pid), Some(cmd)) => write!(f, "process {pid} (`stepwise {cmd}`)"),
             (Some(pid), None) => write!(f, "process {pid}"),

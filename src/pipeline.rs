@@ -486,7 +486,7 @@ impl Cx<'_> {
                             self.error_help(
                                 value.span(),
                                 format!("invalid step name `{name}`: {problem}"),
-                                "a name uses letters, digits, `_`, `-` and `.`, and does not start with `.` or `-`",
+                                NAME_RULE,
                             );
                         } else {
                             step.name = Some(Spanned::new(value.span(), name.to_string()));
@@ -1039,8 +1039,12 @@ fn inside_root(
     }
 }
 
+/// What a step name may be, for messages.
+pub(crate) const NAME_RULE: &str =
+    "a name uses letters, digits, `_`, `-` and `.`, and does not start with `.` or `-`";
+
 /// Why a step name is not acceptable, if it is not.
-fn name_problem(name: &str) -> Option<&'static str> {
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         return Some("it is empty");
     }

@@ -345,7 +345,7 @@ fn provided_upstream(
     false
 }
 
-fn describe_success(success: &Attempt) -> (State, String) {
+pub(crate) fn describe_success(success: &Attempt) -> (State, String) {
     let when = success
         .finished
         .as_ref()
@@ -367,7 +367,10 @@ fn describe_success(success: &Attempt) -> (State, String) {
     }
 }
 
-fn describe_not_done(h: Option<&StepHistory>, live_run: Option<u64>) -> (State, String, Reason) {
+pub(crate) fn describe_not_done(
+    h: Option<&StepHistory>,
+    live_run: Option<u64>,
+) -> (State, String, Reason) {
     let Some(h) = h else {
         return (
             State::NeverRun,

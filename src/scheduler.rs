@@ -196,7 +196,7 @@ pub fn execute(
 
 /// Runs whose runner died left no `end` record: kill what their steps left
 /// running and close them, so this is done once.
-fn close_dead_runs(state: &StateDir, writer: &mut Writer) -> Result<Vec<u32>> {
+pub(crate) fn close_dead_runs(state: &StateDir, writer: &mut Writer) -> Result<Vec<u32>> {
     let dead: Vec<u64> = writer
         .history
         .runs()

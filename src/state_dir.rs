@@ -68,6 +68,11 @@ impl StateDir {
         self.dir.join("logs")
     }
 
+    /// Where large values of durable steps are kept (see [`crate::Run`]).
+    pub fn values(&self) -> PathBuf {
+        self.dir.join("values")
+    }
+
     /// The log file of one attempt.
     pub fn log(&self, step: &str, attempt: u32) -> PathBuf {
         self.logs().join(format!("{step}.{attempt}.log"))
