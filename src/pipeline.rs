@@ -175,6 +175,51 @@ impl Pipeline {
         }
     }
 
+    /// A pipeline of bare step names, for a state dir without a pipeline
+    /// file (one a Rust program writes through [`crate::Run`]): one step per
+    /// distinct name, in the order given, without a command, dependencies,
+    /// inputs or outputs. `path` names it in messages; `root` is its folder.
+    pub fn from_names(
+        path: &Path,
+        root: &Path,
+        names: impl IntoIterator<Item = String>,
+    ) -> Pipeline {
+        let mut index = HashMap::new();
+        let mut steps = Vec::new();
+        for name in names {
+            if index.contains_key(&name) {
+                continue;
+            }
+            index.insert(name.clone(), StepId(steps.len() as u32));
+            steps.push(Step {
+                name,
+                run: String::new(),
+                dir: None,
+                env: BTreeMap::new(),
+                after: Vec::new(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                keep_failed_outputs: false,
+                output_paths: Vec::new(),
+                timeout: None,
+                retries: 0,
+                retry_delay: DEFAULT_RETRY_DELAY,
+                line: 0,
+            });
+        }
+        Pipeline {
+            path: path.to_path_buf(),
+            root: root.to_path_buf(),
+            shell: vec!["sh".into(), "-c".into()],
+            env: BTreeMap::new(),
+            sync: SyncMode::default(),
+            jobs: None,
+            kill_grace: DEFAULT_KILL_GRACE,
+            steps,
+            index,
+        }
+    }
+
     pub fn step(&self, id: StepId) -> &Step {
         &self.steps[id.index()]
     }

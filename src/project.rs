@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fingerprint::{Digest, Reason};
 use crate::hash::FileHasher;
 use crate::history::Attempt;
@@ -19,6 +19,10 @@ use crate::workspace::{MissingInput, Survey};
 pub struct Project {
     pub pipeline: Pipeline,
     pub state: StateDir,
+    /// Opened from a state dir alone ([`Project::from_state_dir`]): the
+    /// steps are the names in the journal, with no definition to compare
+    /// fingerprints with.
+    pub journal_only: bool,
 }
 
 /// What the read-only commands look at: the journal as read, the facts
@@ -74,7 +78,51 @@ impl Project {
     pub fn open(path: &Path) -> Result<Project> {
         let pipeline = Pipeline::load(path)?;
         let state = StateDir::for_pipeline(&pipeline);
-        Ok(Project { pipeline, state })
+        Ok(Project {
+            pipeline,
+            state,
+            journal_only: false,
+        })
+    }
+
+    /// A state dir on its own, without a pipeline file: one a Rust program
+    /// writes through [`crate::Run`]. Its steps are the names its journal
+    /// mentions, in the order it first does. The definitions of those steps
+    /// live in the program, so the state dir is planned by name
+    /// ([`Mode::ByName`]: done if a success is recorded since the last
+    /// forget), and it cannot be run, imported into or asked `why`; it can
+    /// be inspected and forgotten.
+    pub fn from_state_dir(dir: &Path) -> Result<Project> {
+        if !dir.is_dir() {
+            return Err(Error::usage_with_help(
+                format!("no state dir at {}", dir.display()),
+                "--state-dir names the folder a program passes to `stepwise::Run::open`, e.g. .stepwise",
+            ));
+        }
+        let state = StateDir::new(dir);
+        let loaded = state.load()?;
+        let root = std::path::absolute(dir)
+            .context(format!("cannot resolve the folder {}", dir.display()))?;
+        let names = loaded.history.step_names().iter().cloned();
+        Ok(Project {
+            pipeline: Pipeline::from_names(dir, &root, names),
+            state,
+            journal_only: true,
+        })
+    }
+
+    /// Refuses what needs the steps' definitions on a journal-only project.
+    fn needs_pipeline(&self, command: &str, help: &str) -> Result<()> {
+        if self.journal_only {
+            return Err(Error::usage_with_help(
+                format!(
+                    "`{command}` needs a pipeline file; {} is a state dir on its own",
+                    self.state.path().display()
+                ),
+                help,
+            ));
+        }
+        Ok(())
     }
 
     fn hasher(&self) -> FileHasher {
@@ -101,6 +149,12 @@ impl Project {
     pub fn inspect(&self, steps: &[String], mode: Mode) -> Result<Inspection> {
         let selected = self.pipeline.resolve(steps)?;
         let scope = self.pipeline.scope(&selected);
+        // Without the steps' definitions there is nothing to fingerprint.
+        let mode = if self.journal_only {
+            Mode::ByName
+        } else {
+            mode
+        };
         let loaded = self.state.load()?;
         let mut survey = Survey::new(&self.pipeline, self.hasher());
         let facts = self.facts_for(&mut survey, &scope, mode);
@@ -126,6 +180,10 @@ impl Project {
         options: &RunOptions,
         progress: &mut dyn Progress,
     ) -> Result<RunReport> {
+        self.needs_pipeline(
+            "run",
+            "the steps of a state dir written through the library run when their program runs again",
+        )?;
         let selected = self.pipeline.resolve(steps)?;
         let scope = self.pipeline.scope(&selected);
         let mut writer = self.state.open_writer(self.pipeline.sync, "run")?;
@@ -215,6 +273,10 @@ impl Project {
     /// computed (an input missing) is recorded without one and counts by
     /// name. Returns the names that are not steps of the pipeline.
     pub fn import(&self, attempts: Vec<(String, bool)>) -> Result<(Vec<String>, Vec<String>)> {
+        self.needs_pipeline(
+            "checkpoint import",
+            "an imported success has no value for a program's step to return",
+        )?;
         let mut unknown: Vec<String> = attempts
             .iter()
             .map(|(n, _)| n.clone())
@@ -270,6 +332,10 @@ impl Project {
 
     /// Explains the decision for one step, component by component.
     pub fn why(&self, step: &str, mode: Mode) -> Result<(Why, Vec<String>)> {
+        self.needs_pipeline(
+            "why",
+            "only the program knows its steps' inputs now (its `Run::summary` says why each step ran); `plan` and `status` with --state-dir show what is recorded",
+        )?;
         let id = self.pipeline.resolve(&[step.to_string()])?[0];
         let inspection = self.inspect(&[], mode)?;
         let step_plan = inspection
