@@ -1,7 +1,7 @@
 //! The plan: for every step in scope, run it or skip it, and why.
 //!
 //! Two modes. [`Mode::ByName`] is the seed contract exactly:
-//! [`resume_from_checkpoint`](crate::resume_from_checkpoint) applied to the
+//! [`resume_from_checkpoint`] applied to the
 //! checkpoint the [`History`] holds. [`Mode::Fingerprint`] (the default)
 //! starts from the same decision and only ever turns "skip" into "run": a
 //! step is done when its latest successful attempt since its last forget was
