@@ -37,6 +37,17 @@ struct Cli {
     #[arg(short = 'f', long = "file", value_name = "PATH", global = true)]
     file: Option<PathBuf>,
 
+    /// Inspect a state dir on its own, without a pipeline file: one a Rust
+    /// program writes through the library (`stepwise::Run`). Works with
+    /// plan (by name), status, log, forget and checkpoint export
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        global = true,
+        conflicts_with = "file"
+    )]
+    state_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -160,7 +171,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-    let project = Project::open(&path)?;
+    let project = match &cli.state_dir {
+        Some(dir) => Project::from_state_dir(dir)?,
+        None => Project::open(&path)?,
+    };
     match cli.command {
         Command::Run {
             steps,

@@ -123,6 +123,7 @@ fn push_attempt(out: &mut Vec<Record>, name: &str, a: &Attempt) {
             at: f.at,
             duration_ms: f.duration_ms,
             outcome: f.outcome.clone(),
+            value: f.value.clone(),
         });
     }
 }
@@ -219,6 +220,12 @@ mod tests {
                             } else {
                                 Outcome::Exited(1)
                             },
+                            // A library step's value must survive compaction.
+                            value: ok.then(|| {
+                                crate::journal::StepValue::File(crate::fingerprint::text(&format!(
+                                    "value {at}"
+                                )))
+                            }),
                         });
                     }
                 }

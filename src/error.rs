@@ -68,6 +68,20 @@ pub enum Error {
         holder: Option<crate::lock::Holder>,
     },
 
+    /// A durable step of a Rust program (see [`crate::Run`]) cannot be run
+    /// or resumed: its name is invalid or already produced its value in this
+    /// run, an input or its value cannot be serialized, or its recorded value
+    /// cannot be read back.
+    #[error("error: step `{step}`: {message}\n  = help: {help}")]
+    Step {
+        /// The step's name.
+        step: String,
+        /// What is wrong.
+        message: String,
+        /// What to do about it.
+        help: String,
+    },
+
     /// An operating-system call failed; `context` says what stepwise was doing.
     #[error("error: {context}: {source}")]
     Io {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::journal::{Millis, Outcome, Record, RunCounts, Stamp};
+use crate::journal::{Millis, Outcome, Record, RunCounts, Stamp, StepValue};
 
 /// One attempt of a step, as recorded.
 #[derive(Clone, Debug)]
@@ -51,6 +51,9 @@ pub struct Finished {
     pub at: Millis,
     pub duration_ms: u64,
     pub outcome: Outcome,
+    /// What a successful step of a Rust program returned (see
+    /// [`crate::Run`]); `None` for commands and failures.
+    pub value: Option<StepValue>,
 }
 
 impl Attempt {
@@ -181,6 +184,7 @@ impl History {
                 at,
                 duration_ms,
                 outcome,
+                value,
             } => {
                 if let Some(info) = self.runs.iter_mut().rev().find(|r| r.id == run) {
                     info.counts.ran += 1;
@@ -191,6 +195,7 @@ impl History {
                     at,
                     duration_ms,
                     outcome,
+                    value,
                 };
                 let matches = |a: &Option<Attempt>| {
                     a.as_ref().is_some_and(|a| {
@@ -256,6 +261,7 @@ impl History {
                             } else {
                                 Outcome::Exited(-1)
                             },
+                            value: None,
                         }),
                     };
                     if ok {
@@ -303,6 +309,13 @@ impl History {
     /// The run with this id.
     pub fn run(&self, id: u64) -> Option<&RunInfo> {
         self.runs.iter().rev().find(|r| r.id == id)
+    }
+
+    /// Every step name the journal mentions, in the order it first does:
+    /// the steps of a state dir that has no pipeline file (one written by
+    /// [`crate::Run`]).
+    pub fn step_names(&self) -> &[String] {
+        &self.names
     }
 
     /// Every run, oldest first.
@@ -418,6 +431,7 @@ mod tests {
             } else {
                 Outcome::Exited(1)
             },
+            value: None,
         }
     }
 
@@ -488,6 +502,33 @@ mod tests {
                 ("a".to_string(), false)
             ]
         );
+    }
+
+    #[test]
+    fn the_success_keeps_its_value_and_names_keep_their_first_order() {
+        let value = StepValue::File(crate::fingerprint::Digest::of(b"1"));
+        let h = History::from_records([
+            start("z", 1),
+            finish("z", 1, false),
+            start("a", 1),
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 1,
+                at: 0,
+                duration_ms: 0,
+                outcome: Outcome::Success,
+                value: Some(value.clone()),
+            },
+            start("z", 2),
+            Record::Forgotten {
+                at: 1,
+                steps: Some(vec!["m".into()]),
+            },
+        ]);
+        let success = h.step("a").unwrap().success.as_ref().unwrap();
+        assert_eq!(success.finished.as_ref().unwrap().value, Some(value));
+        assert_eq!(h.step_names(), ["z", "a", "m"]);
     }
 
     #[test]

@@ -62,7 +62,52 @@ pub enum Outcome {
     NotStarted(String),
     /// Exited 0 without creating these declared outputs.
     OutputsMissing(Vec<String>),
+    /// A step of a Rust program ([`crate::Run`]) returned an error or
+    /// panicked, or its value could not be recorded; the message says which.
+    Error(String),
 }
+
+/// The value a step of a Rust program ([`crate::Run`]) returned, recorded
+/// with its success so that the next run can return it without running the
+/// step again.
+#[derive(Clone, Debug)]
+pub enum StepValue {
+    /// The JSON text, in the `finish` record itself (`"value"`).
+    Inline(Arc<serde_json::value::RawValue>),
+    /// JSON text too large to sit in the journal, in the file
+    /// `values/<digest>.json` of the state dir, whose content has this
+    /// BLAKE3 digest (`"value_file"`).
+    File(Digest),
+}
+
+impl StepValue {
+    /// Where a [`StepValue::File`] lives, relative to the state dir.
+    pub fn file_name(digest: &Digest) -> String {
+        format!("values/{digest}.json")
+    }
+
+    /// Reads back what [`StepValue::file_name`] wrote; anything else is not
+    /// a value file of ours, and a journal naming one is refused rather than
+    /// trusted with a path.
+    fn parse_file_name(name: &str) -> std::result::Result<Digest, String> {
+        name.strip_prefix("values/")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .and_then(|hex| hex.parse().ok())
+            .ok_or_else(|| format!("`value_file` is `{name}`, not `values/<32 hex digits>.json`"))
+    }
+}
+
+impl PartialEq for StepValue {
+    fn eq(&self, other: &StepValue) -> bool {
+        match (self, other) {
+            (StepValue::Inline(a), StepValue::Inline(b)) => a.get() == b.get(),
+            (StepValue::File(a), StepValue::File(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StepValue {}
 
 /// What a step was when an attempt of it started (or was imported): its
 /// fingerprint and the components it was made of.
@@ -148,6 +193,9 @@ pub enum Record {
         at: Millis,
         duration_ms: u64,
         outcome: Outcome,
+        /// What a successful step of a Rust program returned; `None` for
+        /// commands and failures. Old journals have none.
+        value: Option<StepValue>,
     },
     /// The user asked for these steps to run again (`None`: every step).
     Forgotten {
@@ -225,6 +273,10 @@ struct Raw<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     duration_ms: Option<u64>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    value: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    value_file: Option<Cow<'a, str>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     steps: Option<Vec<Cow<'a, str>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     all: Option<bool>,
@@ -235,6 +287,7 @@ struct Raw<'a> {
 impl Record {
     /// The record as one journal line, newline included.
     pub fn to_line(&self) -> Vec<u8> {
+        let flat_value: Option<Box<serde_json::value::RawValue>>;
         let mut raw = Raw {
             v: FORMAT_VERSION,
             ..Raw::default()
@@ -266,8 +319,25 @@ impl Record {
                 at,
                 duration_ms,
                 outcome,
+                value,
             } => {
                 raw.event = "finish".into();
+                match value {
+                    None => {}
+                    Some(StepValue::Inline(json)) if json.get().contains(['\n', '\r']) => {
+                        // A line break inside JSON can only be whitespace
+                        // (strings escape theirs), and would end the record.
+                        let flat = json.get().replace(['\n', '\r'], " ");
+                        let flat = serde_json::value::RawValue::from_string(flat)
+                            .expect("JSON with whitespace changed is still JSON");
+                        flat_value = Some(flat);
+                        raw.value = flat_value.as_deref();
+                    }
+                    Some(StepValue::Inline(json)) => raw.value = Some(&**json),
+                    Some(StepValue::File(digest)) => {
+                        raw.value_file = Some(StepValue::file_name(digest).into())
+                    }
+                }
                 (raw.run, raw.step, raw.attempt, raw.at) =
                     (Some(*run), Some(step.into()), Some(*attempt), *at);
                 raw.duration_ms = Some(*duration_ms);
@@ -289,6 +359,10 @@ impl Record {
                         raw.exit_code = Some(0);
                         raw.reason = Some("outputs missing".into());
                         raw.missing = Some(paths.iter().map(|p| p.into()).collect());
+                    }
+                    Outcome::Error(message) => {
+                        raw.reason = Some("error".into());
+                        raw.error = Some(message.into());
                     }
                 }
             }
@@ -408,6 +482,9 @@ impl Record {
                             .map(Cow::into_owned)
                             .collect(),
                     ),
+                    (false, Some("error")) => {
+                        Outcome::Error(raw.error.map(Cow::into_owned).unwrap_or_default())
+                    }
                     (false, _) => match (raw.exit_code, raw.signal) {
                         (Some(code), _) => Outcome::Exited(code),
                         (None, Some(sig)) => Outcome::Signaled(sig),
@@ -420,6 +497,17 @@ impl Record {
                     attempt: need(raw.attempt, "attempt", event)?,
                     at,
                     duration_ms: raw.duration_ms.unwrap_or(0),
+                    // Only a success has a value worth returning.
+                    value: match (ok, raw.value, raw.value_file) {
+                        (false, ..) => None,
+                        (true, Some(json), _) => {
+                            Some(StepValue::Inline(Arc::from(json.to_owned())))
+                        }
+                        (true, None, Some(name)) => {
+                            Some(StepValue::File(StepValue::parse_file_name(&name)?))
+                        }
+                        (true, None, None) => None,
+                    },
                     outcome,
                 }
             }
@@ -945,6 +1033,7 @@ mod tests {
                 at: 7,
                 duration_ms: 1,
                 outcome: Outcome::Success,
+                value: None,
             },
             Record::AttemptFinished {
                 run: 1,
@@ -953,6 +1042,7 @@ mod tests {
                 at: 7,
                 duration_ms: 1,
                 outcome: Outcome::Exited(3),
+                value: None,
             },
             Record::AttemptFinished {
                 run: 1,
@@ -961,6 +1051,7 @@ mod tests {
                 at: 7,
                 duration_ms: 1,
                 outcome: Outcome::Signaled(9),
+                value: None,
             },
             Record::AttemptFinished {
                 run: 1,
@@ -969,6 +1060,7 @@ mod tests {
                 at: 7,
                 duration_ms: 1,
                 outcome: Outcome::TimedOut,
+                value: None,
             },
             Record::AttemptFinished {
                 run: 1,
@@ -977,6 +1069,7 @@ mod tests {
                 at: 7,
                 duration_ms: 1,
                 outcome: Outcome::Interrupted(2),
+                value: None,
             },
             Record::AttemptFinished {
                 run: 1,
@@ -985,6 +1078,39 @@ mod tests {
                 at: 7,
                 duration_ms: 1,
                 outcome: Outcome::NotStarted("no such dir".into()),
+                value: None,
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 7,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Error("no \"rows\"\nat all".into()),
+                value: None,
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "lib".into(),
+                attempt: 1,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Success,
+                value: Some(StepValue::Inline(Arc::from(
+                    serde_json::value::RawValue::from_string(
+                        r#"{"rows": [1, 2.5, "x\"y", null], "ok": true}"#.into(),
+                    )
+                    .unwrap(),
+                ))),
+            },
+            Record::AttemptFinished {
+                run: 1,
+                step: "lib".into(),
+                attempt: 2,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Success,
+                value: Some(StepValue::File(Digest::of(b"[1,2,3]"))),
             },
             Record::Forgotten {
                 at: 8,
@@ -1017,6 +1143,130 @@ mod tests {
             let line = record.to_line();
             assert_eq!(line.last(), Some(&b'\n'));
             assert_eq!(Record::from_line(&line[..line.len() - 1]), Ok(record));
+        }
+    }
+
+    #[test]
+    fn values_are_stored_as_written() {
+        let json = r#"{"b": 1, "a": [true]}"#;
+        let record = Record::AttemptFinished {
+            run: 1,
+            step: "s".into(),
+            attempt: 1,
+            at: 2,
+            duration_ms: 3,
+            outcome: Outcome::Success,
+            value: Some(StepValue::Inline(Arc::from(
+                serde_json::value::RawValue::from_string(json.into()).unwrap(),
+            ))),
+        };
+        let line = String::from_utf8(record.to_line()).unwrap();
+        assert!(line.contains(r#""value":{"b": 1, "a": [true]}"#), "{line}");
+        let pretty = "{\n  \"a\": \"x\\ny\"\r\n}";
+        let record = Record::AttemptFinished {
+            run: 1,
+            step: "s".into(),
+            attempt: 1,
+            at: 2,
+            duration_ms: 3,
+            outcome: Outcome::Success,
+            value: Some(StepValue::Inline(Arc::from(
+                serde_json::value::RawValue::from_string(pretty.into()).unwrap(),
+            ))),
+        };
+        let line = record.to_line();
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        match Record::from_line(&line[..line.len() - 1]).unwrap() {
+            Record::AttemptFinished {
+                value: Some(StepValue::Inline(json)),
+                ..
+            } => {
+                let v: serde_json::Value = serde_json::from_str(json.get()).unwrap();
+                assert_eq!(v, serde_json::json!({"a": "x\ny"}));
+            }
+            other => panic!("{other:?}"),
+        }
+        let digest = Digest::of(b"{}");
+        let record = Record::AttemptFinished {
+            run: 1,
+            step: "s".into(),
+            attempt: 1,
+            at: 2,
+            duration_ms: 3,
+            outcome: Outcome::Success,
+            value: Some(StepValue::File(digest)),
+        };
+        let line = String::from_utf8(record.to_line()).unwrap();
+        assert!(
+            line.contains(&format!(r#""value_file":"values/{digest}.json""#)),
+            "{line}"
+        );
+    }
+
+    /// Lines exactly as stepwise wrote them before values existed: they must
+    /// load unchanged, with no value.
+    #[test]
+    fn journals_from_before_values_still_load() {
+        let old = br#"{"v":1,"event":"run","run":1,"at":1795975940540,"pid":17780}
+{"v":1,"event":"start","run":1,"step":"a","attempt":1,"at":1795975940540,"fingerprint":"462ed1994f92dd3a1485e307eec2ecbf","parts":{"dir":"a2b910880c859d384db4e83c839bb044","input:in.txt":"44c77418e27569db9213c6b43d9049ec","run":"224baa3da1c00d175b8163d26975f67e","shell":"1fe31171d43528a088d60e244f9957dc"}}
+{"v":1,"event":"finish","run":1,"step":"a","attempt":1,"at":1795975940541,"ok":true,"exit_code":0,"duration_ms":1}
+{"v":1,"event":"finish","run":1,"step":"b","attempt":1,"at":1795975940543,"ok":false,"exit_code":3,"duration_ms":1}
+{"v":1,"event":"finish","run":1,"step":"c","attempt":1,"at":1795975940543,"ok":false,"reason":"not started","error":"input `x` is missing","duration_ms":0}
+{"v":1,"event":"end","run":1,"at":1795975940543,"exit_code":1}
+{"v":1,"event":"forget","at":1795975940568,"steps":["a"]}
+{"v":1,"event":"import","at":1795975940592,"stamps":{"a":{"fingerprint":"462ed1994f92dd3a1485e307eec2ecbf","parts":{"dir":"a2b910880c859d384db4e83c839bb044"}}},"attempts":[["a",true]]}
+"#;
+        let mut records = Vec::new();
+        let report = read_bytes(Path::new("j"), old, &mut |r| records.push(r)).unwrap();
+        assert_eq!(report.records, 8);
+        assert_eq!(report.torn_line, None);
+        let finishes: Vec<(&Outcome, &Option<StepValue>)> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::AttemptFinished { outcome, value, .. } => Some((outcome, value)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            finishes,
+            [
+                (&Outcome::Success, &None),
+                (&Outcome::Exited(3), &None),
+                (&Outcome::NotStarted("input `x` is missing".into()), &None),
+            ]
+        );
+        // Written again, an old record is the same line: nothing is added.
+        let finish = old.split(|&b| b == b'\n').nth(2).unwrap();
+        assert_eq!(records[2].to_line(), [finish, b"\n"].concat());
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_a_failure_has_no_value() {
+        let line = br#"{"v":1,"event":"finish","run":1,"step":"s","attempt":1,"at":1,"ok":false,"reason":"error","error":"boom","value":[1],"later":{"x":1}}"#;
+        match Record::from_line(line).unwrap() {
+            Record::AttemptFinished { outcome, value, .. } => {
+                assert_eq!(outcome, Outcome::Error("boom".into()));
+                assert_eq!(value, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_value_file_outside_the_values_folder_is_refused() {
+        for name in [
+            "../../etc/passwd",
+            "values/../../x.json",
+            "values/abc.json",
+            "/tmp/0123456789abcdef0123456789abcdef.json",
+        ] {
+            let line = format!(
+                r#"{{"v":1,"event":"finish","run":1,"step":"s","attempt":1,"at":1,"ok":true,"value_file":"{name}"}}"#
+            );
+            assert!(
+                matches!(Record::from_line(line.as_bytes()), Err(RecordError::Bad(_))),
+                "{name}"
+            );
         }
     }
 

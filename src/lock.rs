@@ -95,6 +95,17 @@ impl StateLock {
     }
 }
 
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Unlocked explicitly rather than by closing: a process forked by
+        // another thread that has not yet exec'd shares this open file
+        // description, and closing ours alone would leave the lock held
+        // until it does, refusing a writer that comes right after.
+        let fl = whole_file(libc::F_UNLCK as libc::c_short);
+        let _ = fcntl(self._file.as_fd(), FcntlArg::F_OFD_SETLK(&fl));
+    }
+}
+
 /// Who holds a lock, as far as it wrote down (a holder that just took the
 /// lock may not have yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,8 +115,25 @@ pub struct Holder {
     pub command: Option<String>,
 }
 
+/// The prefix of [`Holder::command`] for a program using the library
+/// ([`crate::Run`]), followed by the program's name.
+pub const LIBRARY_COMMAND: &str = "library:";
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let program = self
+            .command
+            .as_deref()
+            .and_then(|c| c.strip_prefix(LIBRARY_COMMAND));
+        if let Some(program) = program {
+            return match self.pid {
+                Some(pid) => write!(
+                    f,
+                    "process {pid} (`{program}`, through the stepwise library)"
+                ),
+                None => write!(f, "`{program}` (through the stepwise library)"),
+            };
+        }
         match (self.pid, &self.command) {
             (Some(pid), Some(cmd)) => write!(f, "process {pid} (`stepwise {cmd}`)"),
             (Some(pid), None) => write!(f, "process {pid}"),
@@ -150,5 +178,18 @@ mod tests {
         drop(first);
         assert_eq!(StateLock::holder(&path), None);
         StateLock::acquire(&path, "run").unwrap();
+    }
+
+    #[test]
+    fn dropping_releases_the_lock_even_while_a_copy_of_the_descriptor_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let lock = StateLock::acquire(&path, "run").unwrap();
+        // What a process forked by another thread holds until it execs.
+        let copy = lock._file.try_clone().unwrap();
+        drop(lock);
+        assert_eq!(StateLock::holder(&path), None);
+        StateLock::acquire(&path, "run").unwrap();
+        drop(copy);
     }
 }

@@ -208,6 +208,55 @@ impl Pipeline {
         }
     }
 
+    /// A pipeline of bare step names, for a state dir without a pipeline
+    /// file (one a Rust program writes through [`crate::Run`]): one step per
+    /// distinct name, in the order given, without a command, dependencies,
+    /// inputs or outputs. `path` names it in messages; `root` is its folder.
+    pub fn from_names(
+        path: &Path,
+        root: &Path,
+        names: impl IntoIterator<Item = String>,
+    ) -> Pipeline {
+        let mut index = HashMap::new();
+        let mut steps = Vec::new();
+        for name in names {
+            if index.contains_key(&name) {
+                continue;
+            }
+            index.insert(name.clone(), StepId(steps.len() as u32));
+            steps.push(Step {
+                name,
+                run: String::new(),
+                dir: None,
+                env: BTreeMap::new(),
+                after: Vec::new(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                keep_failed_outputs: false,
+                output_paths: Vec::new(),
+                timeout: None,
+                retries: 0,
+                retry_delay: DEFAULT_RETRY_DELAY,
+                line: 0,
+                template: None,
+                values: Vec::new(),
+            });
+        }
+        Pipeline {
+            path: path.to_path_buf(),
+            root: root.to_path_buf(),
+            shell: vec!["sh".into(), "-c".into()],
+            env: BTreeMap::new(),
+            sync: SyncMode::default(),
+            jobs: None,
+            templates: Vec::new(),
+            expansion_inputs: Vec::new(),
+            kill_grace: DEFAULT_KILL_GRACE,
+            steps,
+            index,
+        }
+    }
+
     pub fn step(&self, id: StepId) -> &Step {
         &self.steps[id.index()]
     }
@@ -625,7 +674,7 @@ impl Cx<'_> {
                             self.error_help(
                                 value.span(),
                                 format!("invalid step name `{name}`: {problem}"),
-                                "a name uses letters, digits, `_`, `-` and `.`, and does not start with `.` or `-`",
+                                NAME_RULE,
                             );
                         } else {
                             step.name = Some(Spanned::new(value.span(), name.to_string()));
@@ -1466,8 +1515,12 @@ fn inside_root(
     }
 }
 
+/// What a step name may be, for messages.
+pub(crate) const NAME_RULE: &str =
+    "a name uses letters, digits, `_`, `-` and `.`, and does not start with `.` or `-`";
+
 /// Why a step name is not acceptable, if it is not.
-fn name_problem(name: &str) -> Option<&'static str> {
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         return Some("it is empty");
     }

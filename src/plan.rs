@@ -1,7 +1,7 @@
 //! The plan: for every step in scope, run it or skip it, and why.
 //!
 //! Two modes. [`Mode::ByName`] is the seed contract exactly:
-//! [`resume_from_checkpoint`](crate::resume_from_checkpoint) applied to the
+//! [`resume_from_checkpoint`] applied to the
 //! checkpoint the [`History`] holds. [`Mode::Fingerprint`] (the default)
 //! starts from the same decision and only ever turns "skip" into "run": a
 //! step is done when its latest successful attempt since its last forget was
@@ -345,7 +345,7 @@ fn provided_upstream(
     false
 }
 
-fn describe_success(success: &Attempt) -> (State, String) {
+pub(crate) fn describe_success(success: &Attempt) -> (State, String) {
     let when = success
         .finished
         .as_ref()
@@ -367,7 +367,10 @@ fn describe_success(success: &Attempt) -> (State, String) {
     }
 }
 
-fn describe_not_done(h: Option<&StepHistory>, live_run: Option<u64>) -> (State, String, Reason) {
+pub(crate) fn describe_not_done(
+    h: Option<&StepHistory>,
+    live_run: Option<u64>,
+) -> (State, String, Reason) {
     let Some(h) = h else {
         return (
             State::NeverRun,
@@ -452,6 +455,7 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
         Outcome::OutputsMissing(paths) => {
             format!("exited 0 but did not create {}", paths.join(", "))
         }
+        Outcome::Error(message) => format!("error: {message}"),
     }
 }
 
@@ -498,6 +502,7 @@ mod tests {
                 at: 1,
                 duration_ms: 1,
                 outcome,
+                value: None,
             },
         ]
     }

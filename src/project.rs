@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fingerprint::{Digest, Reason};
 use crate::hash::FileHasher;
 use crate::history::Attempt;
@@ -22,6 +22,10 @@ pub struct Project {
     /// The compiled pipeline, to store on the next run, when the file was
     /// parsed rather than read from the compiled cache.
     compiled: Option<Vec<u8>>,
+    /// Opened from a state dir alone ([`Project::from_state_dir`]): the
+    /// steps are the names in the journal, with no definition to compare
+    /// fingerprints with.
+    pub journal_only: bool,
 }
 
 /// What the read-only commands look at: the journal as read, the facts
@@ -85,6 +89,7 @@ impl Project {
             pipeline: loaded.pipeline,
             state,
             compiled: loaded.compiled,
+            journal_only: false,
         })
     }
 
@@ -97,6 +102,47 @@ impl Project {
             crate::pipeline_cache::store(&cache, compiled);
         }
         Ok(writer)
+    }
+
+    /// A state dir on its own, without a pipeline file: one a Rust program
+    /// writes through [`crate::Run`]. Its steps are the names its journal
+    /// mentions, in the order it first does. The definitions of those steps
+    /// live in the program, so the state dir is planned by name
+    /// ([`Mode::ByName`]: done if a success is recorded since the last
+    /// forget), and it cannot be run, imported into or asked `why`; it can
+    /// be inspected and forgotten.
+    pub fn from_state_dir(dir: &Path) -> Result<Project> {
+        if !dir.is_dir() {
+            return Err(Error::usage_with_help(
+                format!("no state dir at {}", dir.display()),
+                "--state-dir names the folder a program passes to `stepwise::Run::open`, e.g. .stepwise",
+            ));
+        }
+        let state = StateDir::new(dir);
+        let loaded = state.load()?;
+        let root = std::path::absolute(dir)
+            .context(format!("cannot resolve the folder {}", dir.display()))?;
+        let names = loaded.history.step_names().iter().cloned();
+        Ok(Project {
+            pipeline: Pipeline::from_names(dir, &root, names),
+            state,
+            journal_only: true,
+            compiled: None,
+        })
+    }
+
+    /// Refuses what needs the steps' definitions on a journal-only project.
+    fn needs_pipeline(&self, command: &str, help: &str) -> Result<()> {
+        if self.journal_only {
+            return Err(Error::usage_with_help(
+                format!(
+                    "`{command}` needs a pipeline file; {} is a state dir on its own",
+                    self.state.path().display()
+                ),
+                help,
+            ));
+        }
+        Ok(())
     }
 
     fn hasher(&self) -> FileHasher {
@@ -123,6 +169,12 @@ impl Project {
     pub fn inspect(&self, steps: &[String], mode: Mode) -> Result<Inspection> {
         let selected = self.pipeline.resolve(steps)?;
         let scope = self.pipeline.scope(&selected);
+        // Without the steps' definitions there is nothing to fingerprint.
+        let mode = if self.journal_only {
+            Mode::ByName
+        } else {
+            mode
+        };
         let loaded = self.state.load()?;
         let mut survey = Survey::new(&self.pipeline, self.hasher());
         let facts = self.facts_for(&mut survey, &scope, mode);
@@ -148,6 +200,10 @@ impl Project {
         options: &RunOptions,
         progress: &mut dyn Progress,
     ) -> Result<RunReport> {
+        self.needs_pipeline(
+            "run",
+            "the steps of a state dir written through the library run when their program runs again",
+        )?;
         let selected = self.pipeline.resolve(steps)?;
         let scope = self.pipeline.scope(&selected);
         let mut writer = self.writer("run")?;
@@ -254,6 +310,10 @@ impl Project {
     /// computed (an input missing) is recorded without one and counts by
     /// name. Returns the names that are not steps of the pipeline.
     pub fn import(&self, attempts: Vec<(String, bool)>) -> Result<(Vec<String>, Vec<String>)> {
+        self.needs_pipeline(
+            "checkpoint import",
+            "an imported success has no value for a program's step to return",
+        )?;
         let mut unknown: Vec<String> = attempts
             .iter()
             .map(|(n, _)| n.clone())
@@ -307,6 +367,10 @@ impl Project {
 
     /// Explains the decision for one step, component by component.
     pub fn why(&self, step: &str, mode: Mode) -> Result<(Why, Vec<String>)> {
+        self.needs_pipeline(
+            "why",
+            "only the program knows its steps' inputs now (its `Run::summary` says why each step ran); `plan` and `status` with --state-dir show what is recorded",
+        )?;
         let id = self.pipeline.resolve_one(step)?;
         let inspection = self.inspect(&[], mode)?;
         let step_plan = inspection

@@ -543,6 +543,7 @@ impl<'a> Scheduler<'a> {
             at: now(),
             duration_ms,
             outcome: outcome.clone(),
+            value: None,
         })?;
         let log_path = log.exists().then(|| log.path());
         self.progress

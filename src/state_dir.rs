@@ -76,6 +76,11 @@ impl StateDir {
         self.dir.join("logs")
     }
 
+    /// Where large values of durable steps are kept (see [`crate::Run`]).
+    pub fn values(&self) -> PathBuf {
+        self.dir.join("values")
+    }
+
     /// The log file of one attempt.
     ///
     /// Expanded step names can hold any character (`thumb[path=raw/a.jpg]`):

@@ -3,7 +3,7 @@
 //! and the digest of what it produced for the steps that need it.
 //!
 //! This is the effectful half of fingerprinting; [`crate::fingerprint`] is
-//! the pure half and [`crate::plan`] decides from the facts gathered here.
+//! the pure half and [`crate::plan`](mod@crate::plan) decides from the facts gathered here.
 
 use std::path::{Path, PathBuf};
 
