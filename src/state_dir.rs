@@ -128,7 +128,8 @@ impl StateDir {
         }
         let lock = StateLock::acquire(&self.lock(), command)?;
         let mut history = History::default();
-        let (store, report) = JsonlStore::open_reading(&self.journal(), sync, &mut |r| history.apply(r))?;
+        let (store, report) =
+            JsonlStore::open_reading(&self.journal(), sync, &mut |r| history.apply(r))?;
         let mut warnings = zero_warnings(&self.journal(), &report);
         if let Some(line) = report.torn_line {
             warnings.push(torn_warning(&self.journal(), line, "it has been cut off"));
