@@ -150,8 +150,13 @@ pub fn render(project: &Project, options: &ReportOptions) -> Result<(String, Vec
             }
         }
         let explained = project.explain(&inspection, s);
-        let mut why = format!("<p>{}</p>", escape_html(&s.reason));
-        if s.state == crate::plan::State::Stale && !explained.changes.is_empty() {
+        let listed = s.state == crate::plan::State::Stale && !explained.changes.is_empty();
+        let mut why = if listed {
+            String::new()
+        } else {
+            format!("<p>{}</p>", escape_html(&s.reason))
+        };
+        if listed {
             why.push_str("<ul class=\"changes\">");
             for c in &explained.changes {
                 let mut item = escape_html(&c.reason.to_string());
@@ -408,7 +413,7 @@ tr.hidden { display:none; }
 .attempt { display:inline-block; border-radius:4px; padding:0 5px; margin:1px 0; color:#fff; font-size:12px; white-space:nowrap; }
 .attempt.ok { background:var(--ok); } .attempt.failed { background:var(--failed); }
 .attempt.interrupted { background:var(--interrupted); } .attempt.unfinished { background:var(--unfinished); }
-.why p { margin:0; } .changes { margin:4px 0 0; padding-left:18px; }
+.why p { margin:0; } .changes { margin:0; padding-left:18px; }
 .digest { color:var(--muted); font:12px ui-monospace, monospace; }
 .warning { color:#b26a00; }
 .exit { color:var(--muted); }
