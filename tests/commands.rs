@@ -2,7 +2,7 @@
 //! status --run, report.
 
 mod common;
-use common::ui::normalize;
+use common::ui::normalize_table;
 use common::*;
 
 #[test]
@@ -161,7 +161,7 @@ fn history_lists_runs_newest_first() {
     let space = three_runs();
     let out = space.run(&["history"]);
     out.success();
-    insta::assert_snapshot!(normalize(&out.stdout, space.path()));
+    insta::assert_snapshot!(normalize_table(&out.stdout, space.path()));
     let limited = space.run(&["history", "-n", "1"]);
     limited.success();
     assert_eq!(limited.stdout.lines().count(), 3, "{}", limited.stdout);
@@ -190,7 +190,7 @@ fn status_of_one_run() {
     let space = three_runs();
     let out = space.run(&["status", "--run", "1"]);
     out.success();
-    insta::assert_snapshot!(normalize(&out.stdout, space.path()));
+    insta::assert_snapshot!(normalize_table(&out.stdout, space.path()));
     // The latest state of the pipeline is still what plain status shows.
     space.run(&["status"]).success().stdout_has("b ");
 }

@@ -151,9 +151,12 @@ fn long_stops_on_sigint_and_resumes() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut bg = Background::from_child(cmd.spawn().unwrap());
-    // Wait until `train` runs, then Ctrl-C.
-    wait_until("train to start", || {
-        space.journal().contains("\"step\":\"train\"")
+    // Wait until `train` has done a unit of work (so its shell has set its
+    // trap), then Ctrl-C.
+    wait_until("train to work", || {
+        space
+            .read(".stepwise/logs/train.1.log")
+            .contains("unit 1 of 20")
     });
     let pid = nix::unistd::Pid::from_raw(bg.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();

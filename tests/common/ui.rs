@@ -24,6 +24,17 @@ pub fn normalize(text: &str, dir: &Path) -> String {
     digest.replace_all(&text, "[HASH]").into_owned()
 }
 
+/// [`normalize`], and every run of spaces cut to two: the columns of a
+/// table are as wide as the (varying) durations in them.
+pub fn normalize_table(text: &str, dir: &Path) -> String {
+    let spaces = Regex::new(r"  +").unwrap();
+    normalize(text, dir)
+        .lines()
+        .map(|l| spaces.replace_all(l, "  ").into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// [`normalize`] for a JSON document: times, durations, pids and digests
 /// become placeholders, strings are normalised as text.
 pub fn normalize_json(value: &Value, dir: &Path) -> Value {
