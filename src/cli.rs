@@ -176,7 +176,7 @@ enum Command {
         #[arg(long, value_enum, value_name = "FORMAT", default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
         /// Print one JSON object (same as --format json)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Write an HTML page of the pipeline and its runs: graph, timeline, steps, failed logs
