@@ -1,23 +1,29 @@
 //! The command line: parses arguments, calls the library, prints, and maps
 //! every error to an exit code in one place.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::json;
 
 use crate::checkpoint::{format_checkpoint, parse_checkpoint};
+use crate::diagnostic::Diagnostic;
 use crate::error::{EXIT_OK, Error, IoContext, Result};
-use crate::history::{Attempt, export_checkpoint};
-use crate::journal;
+use crate::events::Events;
+use crate::history::export_checkpoint;
+use crate::html::ReportOptions;
+use crate::live::Live;
 use crate::pipeline::DEFAULT_FILE;
 use crate::plan::{Action, Mode, State, attempt_duration, describe_outcome};
 use crate::project::{Project, Why};
-use crate::report::{Console, Progress, display_path};
+use crate::report::{Both, Console, ConsoleOptions, OutputMode, Progress, display_path};
+use crate::runs::Runs;
 use crate::scheduler::{RunOptions, default_jobs};
 use crate::state_dir::StateDir;
+use crate::style::{ColorChoice, Style};
 use crate::time::format_time;
+use crate::views::{self, attempt_json};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -48,8 +54,52 @@ struct Cli {
     )]
     state_dir: Option<PathBuf>,
 
+    /// When to colour the console: auto colours a terminal unless NO_COLOR is set
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+
+    /// Print less: only failures, warnings, errors, and the summary when something went wrong
+    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Print more: each step's plan, command and log file
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--format` of the inspecting commands that print text or JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// For people
+    Text,
+    /// One JSON object with a "version" field (see the README)
+    Json,
+}
+
+/// `graph --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GraphFormat {
+    /// Graphviz: `stepwise graph | dot -Tsvg > graph.svg`
+    Dot,
+    /// Mermaid, for Markdown that renders it (GitHub, GitLab)
+    Mermaid,
+    /// One JSON object: nodes with their state, and edges
+    Json,
+}
+
+/// `run --events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum EventsFormat {
+    /// One JSON object per line
+    Json,
+}
+
+/// Whether an inspecting command prints JSON: `--json` or `--format json`.
+fn wants_json(json: bool, format: Option<Format>) -> bool {
+    json || format == Some(Format::Json)
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,15 +119,26 @@ enum Command {
         /// A step is done if any attempt since its last forget succeeded, whatever changed since
         #[arg(long)]
         by_name: bool,
+        /// Which output of the steps to show: stream (live), failed (a failed step's last
+        /// 20 lines) or none [default: stream with -j1 on a terminal, else failed]
+        #[arg(long, value_enum, value_name = "WHICH")]
+        output: Option<OutputMode>,
+        /// Also write one JSON event per line to stdout (step started, finished, skipped,
+        /// run finished)
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        events: Option<EventsFormat>,
     },
     /// Show what `run` would do and why, without doing anything
     Plan {
         /// Only these steps, and the steps they need
         #[arg(value_name = "STEP")]
         steps: Vec<String>,
-        /// Print one JSON object instead of text
-        #[arg(long)]
+        /// Print one JSON object instead of text (same as --format json)
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Print text or JSON
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
         /// A step is done if any attempt since its last forget succeeded, whatever changed since
         #[arg(long)]
         by_name: bool,
@@ -89,15 +150,57 @@ enum Command {
     Why {
         #[arg(value_name = "STEP")]
         step: String,
-        /// Print one JSON object instead of text
-        #[arg(long)]
+        /// Print one JSON object instead of text (same as --format json)
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Print text or JSON
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
     },
     /// Show each step's latest attempt: result, when, how long, where its log is
     Status {
-        /// Print one JSON object instead of text
-        #[arg(long)]
+        /// Show one run instead: each step it ran, with its attempts in that run
+        #[arg(long, value_name = "ID")]
+        run: Option<u64>,
+        /// Print one JSON object instead of text (same as --format json)
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Print text or JSON
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
+    },
+    /// List the recorded runs, newest first: when, how long, how it ended, steps run and failed
+    History {
+        /// Show the last N runs; 0 shows all
+        #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Print one JSON object instead of text (same as --format json)
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// Print text or JSON
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<Format>,
+    },
+    /// Print the dependency graph, each step coloured by its plan state
+    Graph {
+        /// Only these steps, and the steps they need
+        #[arg(value_name = "STEP")]
+        steps: Vec<String>,
+        /// Graphviz DOT, Mermaid or JSON
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// Print one JSON object (same as --format json)
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+    },
+    /// Write an HTML page of the pipeline and its runs: graph, timeline, steps, failed logs
+    Report {
+        /// Where to write it; `-` for stdout [default: report.html in the state dir]
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// How many of the latest runs the timeline and the logs show
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        runs: usize,
     },
     /// Print the log of a step's latest attempt
     Log {
@@ -123,6 +226,20 @@ enum Command {
     Checkpoint(CheckpointCommand),
     /// Compact the journal: keep each step's latest success and latest attempt, and every run's summary
     Gc,
+    /// Write a commented starter stepwise.toml (or the -f PATH); never overwrites
+    Init,
+    /// Print a shell completion script: `stepwise completions bash > ~/.local/share/bash-completion/completions/stepwise`
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `stepwise man | man -l -`; --dir writes one page per command
+    Man {
+        /// Write stepwise.1 and one page per command (stepwise-run.1, ...) into this folder
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +254,11 @@ enum CheckpointCommand {
     },
 }
 
+/// The command line's definition, for completions and man pages.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -146,13 +268,14 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
+    let style = Style::new(cli.color.for_stderr());
     match dispatch(cli) {
         Ok(code) => code,
         // `stepwise plan | head`: the reader has seen enough; not an error.
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
         Err(e) => {
             let _ = std::io::stdout().flush();
-            eprintln!("{e}");
+            eprintln!("{}", style.diagnostic(&e.to_string()));
             e.exit_code()
         }
     }
@@ -171,16 +294,37 @@ fn dispatch(cli: Cli) -> Result<i32> {
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
+    // The commands that need no pipeline.
+    match &cli.command {
+        Command::Init => {
+            crate::init::init(&path)?;
+            eprintln!(
+                "wrote {}: `stepwise run` runs it; edit its steps to make it yours",
+                path.display()
+            );
+            return Ok(EXIT_OK);
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut command(), "stepwise", &mut out);
+            return print(&String::from_utf8_lossy(&out)).map(|_| EXIT_OK);
+        }
+        Command::Man { dir } => return man(dir.as_deref()),
+        _ => {}
+    }
     let project = match &cli.state_dir {
         Some(dir) => Project::from_state_dir(dir)?,
         None => Project::open(&path)?,
     };
+    let (quiet, verbose, color) = (cli.quiet, cli.verbose, cli.color);
     match cli.command {
         Command::Run {
             steps,
             jobs,
             keep_going,
             by_name,
+            output,
+            events,
         } => {
             let options = RunOptions {
                 jobs: jobs
@@ -191,25 +335,48 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 kill_grace: project.pipeline.kill_grace,
                 mode: mode(by_name),
             };
-            let mut console = Console::default();
-            let report = project.run(&steps, &options, &mut console)?;
-            if let Some(c) = &report.compaction {
-                eprintln!("compacted first: {}", describe_compaction(c));
-            }
-            match &report.summary {
-                Some(summary) => console.summary(&project.pipeline, summary),
-                None => eprintln!("nothing to do: every step in scope is done"),
-            }
-            Ok(report.exit_code())
+            let console = ConsoleChoice {
+                quiet,
+                verbose,
+                color,
+                output,
+                events: events.is_some(),
+            };
+            run(&project, &steps, &options, console)
         }
         Command::Plan {
             steps,
             json,
+            format,
             by_name,
             expand,
-        } => show_plan(&project, &steps, json, mode(by_name), expand),
-        Command::Why { step, json } => why(&project, &step, json),
-        Command::Status { json } => status(&project, json),
+        } => show_plan(
+            &project,
+            &steps,
+            wants_json(json, format),
+            mode(by_name),
+            expand,
+        ),
+        Command::Why { step, json, format } => why(&project, &step, wants_json(json, format)),
+        Command::Status { run, json, format } => match run {
+            Some(id) => status_of_run(&project, id, wants_json(json, format)),
+            None => status(&project, wants_json(json, format)),
+        },
+        Command::History {
+            limit,
+            json,
+            format,
+        } => history(&project, limit, wants_json(json, format)),
+        Command::Graph {
+            steps,
+            format,
+            json,
+        } => graph(
+            &project,
+            &steps,
+            if json { GraphFormat::Json } else { format },
+        ),
+        Command::Report { output, runs } => report(&project, output, runs),
         Command::Log { step } => log(&project, &step),
         Command::Forget {
             steps,
@@ -230,6 +397,166 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Checkpoint(CheckpointCommand::Export) => export(&project.state),
         Command::Checkpoint(CheckpointCommand::Import { file }) => import(&project, &file),
+        Command::Init | Command::Completions { .. } | Command::Man { .. } => Ok(EXIT_OK),
+    }
+}
+
+/// What the console of `run` should be.
+struct ConsoleChoice {
+    quiet: bool,
+    verbose: bool,
+    color: ColorChoice,
+    output: Option<OutputMode>,
+    events: bool,
+}
+
+fn run(
+    project: &Project,
+    steps: &[String],
+    options: &RunOptions,
+    choice: ConsoleChoice,
+) -> Result<i32> {
+    let stderr_tty = std::io::stderr().is_terminal() && !crate::style::dumb_terminal();
+    // JSON events into the same terminal would tear the live display.
+    let live = stderr_tty && !choice.quiet && !(choice.events && std::io::stdout().is_terminal());
+    let output = choice.output.unwrap_or(if stderr_tty && options.jobs == 1 {
+        OutputMode::Stream
+    } else {
+        OutputMode::Failed
+    });
+    let console_options = ConsoleOptions {
+        quiet: choice.quiet,
+        verbose: choice.verbose,
+        style: Style::new(choice.color.for_stderr()),
+        output,
+        prefix_output: options.jobs > 1,
+        ..ConsoleOptions::default()
+    };
+    let mut console: Box<dyn Progress> = if live {
+        Box::new(Live::stderr(console_options, options.jobs))
+    } else {
+        Box::new(Console::new(std::io::stderr(), console_options))
+    };
+    let mut events = choice.events.then(|| Events::new(std::io::stdout()));
+    let mut both;
+    let progress: &mut dyn Progress = match &mut events {
+        Some(events) => {
+            both = Both(console.as_mut(), events);
+            &mut both
+        }
+        None => console.as_mut(),
+    };
+    let report = project.run(steps, options, progress)?;
+    if let Some(c) = &report.compaction {
+        progress.warning(&format!(
+            "compacted the journal first: {}",
+            describe_compaction(c)
+        ));
+    }
+    match &report.summary {
+        Some(summary) => progress.summary(&project.pipeline, summary),
+        None => progress.nothing_to_do(&project.pipeline, &report.plan),
+    }
+    Ok(report.exit_code())
+}
+
+fn history(project: &Project, limit: usize, json: bool) -> Result<i32> {
+    let (runs, live) = load_runs(project)?;
+    if json {
+        let doc = views::history_json(&runs, live, limit);
+        return print(&format!("{doc}\n")).map(|_| EXIT_OK);
+    }
+    print(&views::history_text(&runs, live, limit)).map(|_| EXIT_OK)
+}
+
+/// Every run of the journal, and the id of the run in progress, if any.
+fn load_runs(project: &Project) -> Result<(Runs, Option<u64>)> {
+    let mut records = Vec::new();
+    let (writer, warnings) = project.state.read(&mut |r| records.push(r))?;
+    warn(&warnings);
+    let runs = Runs::from_records(records);
+    let live = writer.as_ref().and_then(|holder| {
+        let last = runs.runs.last()?;
+        let same = holder.pid.is_none_or(|pid| pid == last.pid);
+        (last.ended_at.is_none() && same).then_some(last.id)
+    });
+    Ok((runs, live))
+}
+
+fn status_of_run(project: &Project, id: u64, json: bool) -> Result<i32> {
+    let (runs, live) = load_runs(project)?;
+    let Some(run) = runs.get(id) else {
+        let help = match (runs.runs.first(), runs.runs.last()) {
+            (Some(first), Some(last)) => format!(
+                "the recorded runs are numbered {} to {}; `stepwise history` lists them",
+                first.id, last.id
+            ),
+            _ => "no run is recorded yet: `stepwise run` runs the pipeline".to_string(),
+        };
+        return Err(Error::usage_with_help(
+            format!("no run {id} in the journal"),
+            help,
+        ));
+    };
+    let (pipeline, state) = (&project.pipeline, &project.state);
+    if json {
+        let doc = views::run_status_json(pipeline, state, run, live);
+        return print(&format!("{doc}\n")).map(|_| EXIT_OK);
+    }
+    print(&views::run_status_text(pipeline, state, run, live)).map(|_| EXIT_OK)
+}
+
+fn graph(project: &Project, steps: &[String], format: GraphFormat) -> Result<i32> {
+    let inspection = project.inspect(steps, Mode::Fingerprint)?;
+    warn(&inspection.loaded.warnings);
+    let (pipeline, plan) = (&project.pipeline, &inspection.plan);
+    let text = match format {
+        GraphFormat::Dot => crate::graph::dot(pipeline, plan),
+        GraphFormat::Mermaid => crate::graph::mermaid(pipeline, plan),
+        GraphFormat::Json => format!("{}\n", crate::graph::json(pipeline, plan)),
+    };
+    print(&text).map(|_| EXIT_OK)
+}
+
+fn report(project: &Project, output: Option<PathBuf>, runs: usize) -> Result<i32> {
+    let options = ReportOptions {
+        runs,
+        ..ReportOptions::default()
+    };
+    let (html, warnings) = crate::html::render(project, &options)?;
+    warn(&warnings);
+    let path = output.unwrap_or_else(|| project.state.path().join("report.html"));
+    if path == Path::new("-") {
+        return print(&html).map(|_| EXIT_OK);
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(&path, html).context(format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "wrote {}: open it in a browser",
+        display_path(&std::path::absolute(&path).unwrap_or(path.clone())).display()
+    );
+    Ok(EXIT_OK)
+}
+
+fn man(dir: Option<&Path>) -> Result<i32> {
+    let cmd = command();
+    match dir {
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .context("cannot render the man page")?;
+            print(&String::from_utf8_lossy(&out)).map(|_| EXIT_OK)
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).context(format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .context(format!("cannot write the man pages into {}", dir.display()))?;
+            eprintln!("wrote the man pages into {}", dir.display());
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -503,29 +830,6 @@ fn summarize_components(keys: &[String]) -> String {
     parts.join(", ")
 }
 
-fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> serde_json::Value {
-    let (exit_code, signal) = match a.finished.as_ref().map(|f| &f.outcome) {
-        Some(journal::Outcome::Success | journal::Outcome::OutputsMissing(_)) => (Some(0), None),
-        Some(journal::Outcome::Exited(c)) => (Some(*c), None),
-        Some(journal::Outcome::Signaled(s) | journal::Outcome::Interrupted(s)) => (None, Some(*s)),
-        _ => (None, None),
-    };
-    json!({
-        "number": a.number,
-        "run": a.run,
-        "imported": a.imported(),
-        "ok": a.ok(),
-        "finished": a.finished.is_some(),
-        "outcome": a.finished.as_ref().map(|f| describe_outcome(&f.outcome)),
-        "exit_code": exit_code,
-        "signal": signal,
-        "started_at": a.started_at,
-        "finished_at": a.finished.as_ref().map(|f| f.at),
-        "duration_ms": a.finished.as_ref().map(|f| f.duration_ms),
-        "log": Some(state.log(name, a.number)).filter(|p| !a.imported() && p.exists()),
-    })
-}
-
 fn status(project: &Project, json: bool) -> Result<i32> {
     let (pipeline, state) = (&project.pipeline, &project.state);
     let inspection = &*Box::leak(Box::new(project.inspect(&[], Mode::Fingerprint)?));
@@ -711,12 +1015,8 @@ fn import(project: &Project, file: &Path) -> Result<i32> {
             ))
         })?
     };
-    let attempts = parse_checkpoint(&bytes).map_err(|message| {
-        Error::usage_with_help(
-            format!("{} is not a checkpoint: {message}", file.display()),
-            "nothing was imported; the journal is unchanged",
-        )
-    })?;
+    let attempts =
+        parse_checkpoint(&bytes).map_err(|message| not_a_checkpoint(file, &bytes, message))?;
     let ok = attempts.iter().filter(|(_, ok)| *ok).count();
     let total = attempts.len();
     let (unknown, by_name) = project.import(attempts)?;
@@ -737,4 +1037,43 @@ fn import(project: &Project, file: &Path) -> Result<i32> {
         file.display()
     );
     Ok(EXIT_OK)
+}
+
+/// The error for a checkpoint file that does not parse: pointing at the
+/// problem in the file, as for the pipeline file, when JSON says where.
+fn not_a_checkpoint(file: &Path, bytes: &[u8], message: String) -> Error {
+    const HELP: &str = "a checkpoint is a JSON list of [name, ok] pairs such as [[\"load\", true]]; nothing was imported, the journal is unchanged";
+    let empty = bytes.iter().all(u8::is_ascii_whitespace);
+    let located = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|_| !empty)
+        .and_then(|text| {
+            let e = serde_json::from_slice::<Vec<(String, bool)>>(bytes).err()?;
+            if e.line() == 0 {
+                return None;
+            }
+            let line_start: usize = text
+                .split_inclusive('\n')
+                .take(e.line() - 1)
+                .map(str::len)
+                .sum();
+            // serde_json's column is just past the offending byte.
+            let at = (line_start + e.column().saturating_sub(1)).min(text.len());
+            let what = e.to_string();
+            let what = what
+                .rfind(" at line ")
+                .map_or(what.as_str(), |i| &what[..i]);
+            Some(
+                Diagnostic::new(format!("{} is not a checkpoint: {what}", file.display()))
+                    .at(file, text, at.saturating_sub(1)..at)
+                    .help(HELP),
+            )
+        });
+    match located {
+        Some(d) => Error::invalid(d),
+        None => Error::usage_with_help(
+            format!("{} is not a checkpoint: {message}", file.display()),
+            HELP,
+        ),
+    }
 }

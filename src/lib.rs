@@ -149,7 +149,12 @@
 //! - [`state_dir`] and [`lock`]: the `.stepwise/` folder and its one writer
 //! - [`project`]: a pipeline and its state dir, with the operations of the
 //!   command line as library calls
-//! - [`report`]: what a run prints
+//! - [`report`]: what a run prints, behind the `Progress` trait; [`live`]
+//!   (the status area on a terminal), [`events`] (`run --events json`) and
+//!   [`style`] (colour)
+//! - [`runs`], [`views`], [`graph`] and [`html`]: looking back at the runs:
+//!   `history`, `status --run`, `graph` and the HTML `report`
+//! - [`init`]: the starter pipeline file
 //! - [`cli`]: the command line, a thin layer over the above
 
 pub mod checkpoint;
@@ -158,10 +163,15 @@ pub mod compact;
 pub mod diagnostic;
 pub mod durable;
 pub mod error;
+pub mod events;
 pub mod fingerprint;
+pub mod graph;
 pub mod hash;
 pub mod history;
+pub mod html;
+pub mod init;
 pub mod journal;
+pub mod live;
 pub mod lock;
 pub mod pipeline;
 pub mod pipeline_cache;
@@ -169,9 +179,12 @@ pub mod plan;
 pub mod process;
 pub mod project;
 pub mod report;
+pub mod runs;
 pub mod scheduler;
 pub mod state_dir;
+pub mod style;
 pub mod time;
+pub mod views;
 pub mod workspace;
 
 pub use checkpoint::{ResumePlan, resume_from_checkpoint};

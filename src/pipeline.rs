@@ -184,9 +184,11 @@ impl Pipeline {
             Ok(doc) => doc,
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
+                let message = e.message().trim_end();
                 return Err(Error::invalid(
-                    Diagnostic::new(format!("invalid TOML: {}", e.message().trim_end()))
-                        .at(path, source, span),
+                    Diagnostic::new(format!("invalid TOML: {message}"))
+                        .at(path, source, span)
+                        .help(toml_help(message)),
                 ));
             }
         };
@@ -511,11 +513,6 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let d = Diagnostic::new(message).at(self.path, self.source, span);
-        self.errors.push(d);
-    }
-
     fn error_help(
         &mut self,
         span: Range<usize>,
@@ -565,13 +562,14 @@ impl Cx<'_> {
                                     let s = self.step_table(i + 1, step.span(), t);
                                     raw.steps.push(s);
                                 }
-                                other => self.error(
+                                other => self.error_help(
                                     step.span(),
                                     format!(
                                         "step #{} must be a table, found {}",
                                         i + 1,
                                         other.type_str()
                                     ),
+                                    "start each step with a `[[step]]` header (two brackets)",
                                 ),
                             }
                         }
@@ -689,7 +687,7 @@ impl Cx<'_> {
                         "give the shell command the step runs, for example: run = \"make all\"",
                     ),
                     DeValue::String(run) if run.contains('\0') => {
-                        self.error(value.span(), format!("`run` contains a NUL character {place}"))
+                        self.error_help(value.span(), format!("`run` contains a NUL character {place}"), NUL_HELP)
                     }
                     DeValue::String(run) => {
                         step.run = Some(run.to_string());
@@ -748,7 +746,7 @@ impl Cx<'_> {
                     other => self.type_error(value.span(), &format!("`keep_failed_outputs` {place}"), "true or false", other),
                 },
                 "timeout" => match self.duration(value, &format!("`timeout` {place}")) {
-                    Some(d) if d.is_zero() => self.error(value.span(), format!("`timeout` must be longer than 0 {place}")),
+                    Some(d) if d.is_zero() => self.error_help(value.span(), format!("`timeout` must be longer than 0 {place}"), "leave `timeout` out for no time limit"),
                     d => step.timeout = d,
                 },
                 "retries" => {
@@ -775,9 +773,10 @@ impl Cx<'_> {
                             template_span = key.span();
                             for_each = Some(Spanned::new(value.span(), pattern.to_string()));
                         }
-                        Err(e) => self.error(
+                        Err(e) => self.error_help(
                             value.span(),
                             format!("`for_each` {place} is not a valid glob pattern ({})", e.msg),
+                            "for example: for_each = \"raw/*.jpg\"",
                         ),
                     },
                     other => self.type_error(value.span(), &format!("`for_each` {place}"), "a glob pattern string", other),
@@ -818,9 +817,16 @@ impl Cx<'_> {
     }
 
     fn type_error(&mut self, span: Range<usize>, what: &str, expected: &str, found: &DeValue<'_>) {
-        self.error(
+        let help = match expected {
+            "a string" => "put the text in double quotes, for example \"text\"",
+            "an array of strings" => "write a list in brackets, for example [\"a\", \"b\"]",
+            "true or false" => "write true or false, without quotes",
+            _ => "for example KEY = \"value\", KEY = 3 or KEY = true",
+        };
+        self.error_help(
             span,
             format!("{what} must be {expected}, found {}", found.type_str()),
+            help,
         );
     }
 
@@ -834,7 +840,11 @@ impl Cx<'_> {
         for item in items.iter() {
             match item.get_ref() {
                 DeValue::String(s) if s.contains('\0') => {
-                    self.error(item.span(), format!("{what} contains a NUL character"));
+                    self.error_help(
+                        item.span(),
+                        format!("{what} contains a NUL character"),
+                        NUL_HELP,
+                    );
                     ok = false;
                 }
                 DeValue::String(s) => out.push(Spanned::new(item.span(), s.to_string())),
@@ -984,7 +994,11 @@ impl Cx<'_> {
                 match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
                     Ok(n) => n.to_string(),
                     Err(_) => {
-                        self.error(v.span(), format!("{what} is too large a number"));
+                        self.error_help(
+                            v.span(),
+                            format!("{what} is too large a number"),
+                            "write it as a string",
+                        );
                         return None;
                     }
                 }
@@ -997,7 +1011,11 @@ impl Cx<'_> {
             }
         };
         if text.contains('\0') {
-            self.error(v.span(), format!("{what} contains a NUL character"));
+            self.error_help(
+                v.span(),
+                format!("{what} contains a NUL character"),
+                "remove the NUL byte",
+            );
             return None;
         }
         Some(text)
@@ -1019,9 +1037,10 @@ impl Cx<'_> {
         for (key, v) in table.iter() {
             let name = key.get_ref();
             if name.is_empty() || name.contains('=') || name.contains('\0') {
-                self.error(
+                self.error_help(
                     key.span(),
                     format!("`{name}` in {what} is not a valid environment variable name"),
+                    "a variable name is not empty and contains no `=`",
                 );
                 continue;
             }
@@ -1031,9 +1050,10 @@ impl Cx<'_> {
                     match i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
                         Ok(n) => n.to_string(),
                         Err(_) => {
-                            self.error(
+                            self.error_help(
                                 v.span(),
                                 format!("`{name}` in {what} is too large a number"),
+                                "write it as a string, in double quotes",
                             );
                             continue;
                         }
@@ -1052,9 +1072,10 @@ impl Cx<'_> {
                 }
             };
             if text.contains('\0') {
-                self.error(
+                self.error_help(
                     v.span(),
                     format!("`{name}` in {what} contains a NUL character"),
+                    NUL_HELP,
                 );
                 continue;
             }
@@ -1095,9 +1116,10 @@ impl Cx<'_> {
         match n.and_then(|n| u32::try_from(n).ok()).filter(|&n| n <= 1000) {
             Some(n) => Some(n),
             None => {
-                self.error(
+                self.error_help(
                     value.span(),
                     format!("{what} must be a whole number from 0 to 1000"),
+                    "write a number without quotes, for example 2",
                 );
                 None
             }
@@ -1114,7 +1136,11 @@ impl Cx<'_> {
         match n {
             Some(n) if n >= 1 => usize::try_from(n).ok(),
             _ => {
-                self.error(value.span(), format!("{what} must be a positive integer"));
+                self.error_help(
+                    value.span(),
+                    format!("{what} must be a positive integer"),
+                    "write a number of 1 or more without quotes, for example 4",
+                );
                 None
             }
         }
@@ -1354,6 +1380,25 @@ impl Cx<'_> {
         }
     }
 }
+
+/// How to fix common TOML mistakes, from the parser's message.
+fn toml_help(message: &str) -> &'static str {
+    if message.contains("must be quoted") {
+        "put text values in double quotes, for example name = \"build\""
+    } else if message.contains("table") {
+        "a step starts with the header `[[step]]`, two brackets on each side; the settings with `[pipeline]`"
+    } else if message.contains("string") {
+        "close the string with the quote it opened with, on the same line; a string over several lines goes in triple quotes \"\"\"...\"\"\""
+    } else if message.contains("duplicate key") {
+        "each key appears once per table; a second step starts with its own `[[step]]` header"
+    } else if message.contains("key") {
+        "a line is `key = value`; text values go in double quotes"
+    } else {
+        "check the quotes, brackets and commas around here; the README shows a complete pipeline file"
+    }
+}
+
+const NUL_HELP: &str = "remove the NUL character (\\u0000); no command or variable can hold one";
 
 /// Parses a humane duration: one or more `<number><unit>` with units `ms`,
 /// `s`, `m`, `h`, e.g. `90s`, `1.5m`, `1h30m`, `250ms`.

@@ -217,6 +217,7 @@ impl Project {
         };
         let mut survey = Survey::new(&self.pipeline, self.hasher());
         let facts = self.facts_for(&mut survey, &scope, options.mode);
+        progress.history(&self.pipeline, &writer.history);
         let the_plan = plan(&self.pipeline, &writer.history, &scope, None, facts);
         progress.plan(&self.pipeline, &the_plan);
         for step in &the_plan.steps {
@@ -378,6 +379,23 @@ impl Project {
             .step(id)
             .cloned()
             .ok_or_else(|| Error::usage(format!("step `{step}` is not in scope")))?;
+        let explained = self.explain(&inspection, &step_plan);
+        let why = Why {
+            id,
+            plan: step_plan,
+            compared_with: explained.compared_with,
+            changes: explained.changes,
+            unchanged: explained.unchanged,
+            missing_inputs: explained.missing_inputs,
+            full_plan: inspection.plan,
+        };
+        Ok((why, inspection.loaded.warnings))
+    }
+
+    /// What [`Project::why`] says about one planned step, from an
+    /// inspection already made (so a report of every step inspects once).
+    pub fn explain(&self, inspection: &Inspection, step_plan: &StepPlan) -> Explained {
+        let id = step_plan.id;
         let name = &self.pipeline.step(id).name;
         let success = inspection
             .loaded
@@ -421,17 +439,21 @@ impl Project {
                 })
                 .collect();
         }
-        let why = Why {
-            id,
-            plan: step_plan,
+        Explained {
             compared_with: success,
             changes,
             unchanged,
             missing_inputs: facts.map(|f| f.missing_inputs).unwrap_or_default(),
-            full_plan: inspection.plan,
-        };
-        Ok((why, inspection.loaded.warnings))
+        }
     }
+}
+
+/// The component-by-component part of [`Why`].
+pub struct Explained {
+    pub compared_with: Option<Attempt>,
+    pub changes: Vec<Change>,
+    pub unchanged: Vec<String>,
+    pub missing_inputs: Vec<MissingInput>,
 }
 
 /// The fingerprint component a reason is about, if it is about one.

@@ -1,23 +1,40 @@
 //! What a run tells the user while it works, behind the [`Progress`] trait so
 //! the scheduler does not care whether it talks to a terminal, a CI log or
 //! nobody.
+//!
+//! Implementations: [`Console`] (plain append-only lines, for CI logs, pipes
+//! and files), [`crate::live::Live`] (a status area redrawn in place, for a
+//! terminal), [`crate::events::Events`] (`run --events json`), [`Silent`],
+//! and [`Both`] to feed two of them.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::history::History;
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Plan, describe_outcome};
 use crate::scheduler::{NotRun, RunSummary};
+use crate::style::{Paint, Style};
 use crate::time::format_duration_ms;
 
 /// Receives what happens during a run.
+///
+/// The scheduler calls these from its one thread, in the order things
+/// happen. Every hook with a default body is optional.
 pub trait Progress {
+    /// Before the plan: what the journal holds, e.g. to estimate how long
+    /// the run will take from the durations of earlier attempts.
+    fn history(&mut self, _pipeline: &Pipeline, _history: &History) {}
     fn plan(&mut self, pipeline: &Pipeline, plan: &Plan);
     fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, log: &Path);
+    /// A chunk of what a running step printed (its stdout and stderr share
+    /// one pipe), as it arrives; also written to the attempt's log.
+    fn step_output(&mut self, _pipeline: &Pipeline, _id: StepId, _bytes: &[u8]) {}
     fn step_finished(
         &mut self,
         pipeline: &Pipeline,
@@ -47,6 +64,8 @@ pub trait Progress {
     /// The run received `signal`; `running` steps are being stopped.
     fn interrupted(&mut self, signal: Signal, running: usize);
     fn summary(&mut self, pipeline: &Pipeline, summary: &RunSummary);
+    /// Instead of a summary: the plan had nothing to run.
+    fn nothing_to_do(&mut self, _pipeline: &Pipeline, _plan: &Plan) {}
 }
 
 /// Ignores everything; for library users who report on their own.
@@ -73,35 +92,260 @@ impl Progress for Silent {
     fn summary(&mut self, _: &Pipeline, _: &RunSummary) {}
 }
 
-/// Plain, append-only lines on stderr: readable in a terminal, a CI log or a
-/// file alike.
-pub struct Console {
-    out: io::Stderr,
-    /// Lines of a failed step's log to show.
-    pub tail_lines: usize,
+/// Passes every event to two receivers, in order: the console and
+/// `--events json`, say.
+pub struct Both<'a>(pub &'a mut dyn Progress, pub &'a mut dyn Progress);
+
+impl Progress for Both<'_> {
+    fn history(&mut self, pipeline: &Pipeline, history: &History) {
+        self.0.history(pipeline, history);
+        self.1.history(pipeline, history);
+    }
+    fn plan(&mut self, pipeline: &Pipeline, plan: &Plan) {
+        self.0.plan(pipeline, plan);
+        self.1.plan(pipeline, plan);
+    }
+    fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, log: &Path) {
+        self.0.step_started(pipeline, id, attempt, log);
+        self.1.step_started(pipeline, id, attempt, log);
+    }
+    fn step_output(&mut self, pipeline: &Pipeline, id: StepId, bytes: &[u8]) {
+        self.0.step_output(pipeline, id, bytes);
+        self.1.step_output(pipeline, id, bytes);
+    }
+    fn step_finished(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        attempt: u32,
+        outcome: &Outcome,
+        duration_ms: u64,
+        log: Option<&Path>,
+    ) {
+        self.0
+            .step_finished(pipeline, id, attempt, outcome, duration_ms, log);
+        self.1
+            .step_finished(pipeline, id, attempt, outcome, duration_ms, log);
+    }
+    fn step_up_to_date(&mut self, pipeline: &Pipeline, id: StepId) {
+        self.0.step_up_to_date(pipeline, id);
+        self.1.step_up_to_date(pipeline, id);
+    }
+    fn warning(&mut self, message: &str) {
+        self.0.warning(message);
+        self.1.warning(message);
+    }
+    fn leftovers_killed(&mut self, pids: &[u32]) {
+        self.0.leftovers_killed(pids);
+        self.1.leftovers_killed(pids);
+    }
+    fn retry_scheduled(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        retry: u32,
+        retries: u32,
+        delay: Duration,
+    ) {
+        self.0.retry_scheduled(pipeline, id, retry, retries, delay);
+        self.1.retry_scheduled(pipeline, id, retry, retries, delay);
+    }
+    fn interrupted(&mut self, signal: Signal, running: usize) {
+        self.0.interrupted(signal, running);
+        self.1.interrupted(signal, running);
+    }
+    fn summary(&mut self, pipeline: &Pipeline, summary: &RunSummary) {
+        self.0.summary(pipeline, summary);
+        self.1.summary(pipeline, summary);
+    }
+    fn nothing_to_do(&mut self, pipeline: &Pipeline, plan: &Plan) {
+        self.0.nothing_to_do(pipeline, plan);
+        self.1.nothing_to_do(pipeline, plan);
+    }
 }
 
-impl Default for Console {
+/// `--output`: which output of the steps the console shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputMode {
+    /// Every step's output, live, as it prints it (each line after the
+    /// step's name when several steps can run at once).
+    Stream,
+    /// Only a failed step's output: its last lines, after the failure.
+    #[default]
+    Failed,
+    /// No step output at all; a failure names its log file.
+    None,
+}
+
+/// How the console speaks.
+#[derive(Clone, Debug)]
+pub struct ConsoleOptions {
+    /// Only failures, warnings and, when something went wrong, the summary.
+    pub quiet: bool,
+    /// Also each step's plan, command and log file.
+    pub verbose: bool,
+    pub style: Style,
+    pub output: OutputMode,
+    /// Put the step's name before each streamed line (several steps may
+    /// run at once, so their lines interleave).
+    pub prefix_output: bool,
+    /// Lines of a failed step's log to show.
+    pub tail_lines: usize,
+    /// Print a `start` line for each attempt. The live display shows the
+    /// running steps itself, so it leaves them out unless verbose.
+    pub show_starts: bool,
+}
+
+impl Default for ConsoleOptions {
     fn default() -> Self {
-        Console {
-            out: io::stderr(),
+        ConsoleOptions {
+            quiet: false,
+            verbose: false,
+            style: Style::default(),
+            output: OutputMode::Failed,
+            prefix_output: false,
             tail_lines: 20,
+            show_starts: true,
         }
     }
 }
 
-impl Progress for Console {
-    fn plan(&mut self, _: &Pipeline, plan: &Plan) {
-        let _ = writeln!(self.out, "{plan}");
+/// Plain, append-only lines: readable in a terminal, a CI log or a file
+/// alike. Writes to stderr unless told otherwise.
+pub struct Console<W: Write = io::Stderr> {
+    out: W,
+    pub options: ConsoleOptions,
+    /// Streamed output of each step not yet ended by a newline.
+    partial: HashMap<StepId, Vec<u8>>,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console::new(io::stderr(), ConsoleOptions::default())
+    }
+}
+
+/// A partial line longer than this is shown without waiting for its end.
+const LONGEST_LINE: usize = 16 * 1024;
+
+impl<W: Write> Console<W> {
+    pub fn new(out: W, options: ConsoleOptions) -> Console<W> {
+        Console {
+            out,
+            options,
+            partial: HashMap::new(),
+        }
     }
 
-    fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, _: &Path) {
-        let name = &pipeline.step(id).name;
-        let _ = if attempt > 1 {
-            writeln!(self.out, "start  {name} (attempt {attempt})")
+    /// Where it writes.
+    pub fn writer(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    fn paint(&self, paint: Paint, text: &str) -> String {
+        self.options.style.paint(paint, text)
+    }
+
+    fn line(&mut self, text: &str) {
+        let _ = writeln!(self.out, "{text}");
+    }
+
+    fn streamed_line(&mut self, name: &str, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.strip_suffix('\r').unwrap_or(&text);
+        let shown = if self.options.prefix_output {
+            format!("{} {text}", self.paint(Paint::Dim, &format!("{name} |")))
         } else {
-            writeln!(self.out, "start  {name}")
+            text.to_string()
         };
+        self.line(&shown);
+    }
+
+    /// Shows what is left of a step's streamed output when it ends.
+    fn flush_partial(&mut self, pipeline: &Pipeline, id: StepId) {
+        if let Some(rest) = self.partial.remove(&id)
+            && !rest.is_empty()
+        {
+            self.streamed_line(&pipeline.step(id).name, &rest);
+        }
+    }
+
+    fn verbose_plan(&mut self, pipeline: &Pipeline, plan: &Plan) {
+        let width = plan
+            .steps
+            .iter()
+            .map(|s| pipeline.step(s.id).name.len())
+            .max()
+            .unwrap_or(0);
+        for s in &plan.steps {
+            let action = match s.action {
+                crate::plan::Action::Run => "run ",
+                crate::plan::Action::Skip => "skip",
+            };
+            let line = format!(
+                "  {action}  {:width$}  {:11}  {}",
+                pipeline.step(s.id).name,
+                s.state,
+                s.reason
+            );
+            let line = if s.action == crate::plan::Action::Skip {
+                self.paint(Paint::Dim, &line)
+            } else {
+                line
+            };
+            self.line(&line);
+        }
+    }
+}
+
+impl<W: Write> Progress for Console<W> {
+    fn plan(&mut self, pipeline: &Pipeline, plan: &Plan) {
+        if self.options.quiet {
+            return;
+        }
+        self.line(&plan.to_string());
+        if self.options.verbose {
+            self.verbose_plan(pipeline, plan);
+        }
+    }
+
+    fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, log: &Path) {
+        if self.options.quiet || !self.options.show_starts {
+            return;
+        }
+        let step = pipeline.step(id);
+        let head = self.paint(Paint::Dim, "start ");
+        let name = &step.name;
+        if attempt > 1 {
+            self.line(&format!("{head} {name} (attempt {attempt})"));
+        } else {
+            self.line(&format!("{head} {name}"));
+        }
+        if self.options.verbose {
+            let run = step.run.lines().collect::<Vec<_>>().join(" \u{23ce} ");
+            self.line(&format!("       $ {run}"));
+            self.line(&format!("       output: {}", display_path(log).display()));
+        }
+    }
+
+    fn step_output(&mut self, pipeline: &Pipeline, id: StepId, bytes: &[u8]) {
+        if self.options.output != OutputMode::Stream {
+            return;
+        }
+        let name = pipeline.step(id).name.clone();
+        let mut buf = self.partial.remove(&id).unwrap_or_default();
+        buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+            self.streamed_line(&name, &buf[start..start + nl]);
+            start += nl + 1;
+        }
+        let mut rest = buf.split_off(start);
+        if rest.len() > LONGEST_LINE {
+            self.streamed_line(&name, &rest);
+            rest.clear();
+        }
+        self.partial.insert(id, rest);
     }
 
     fn step_finished(
@@ -113,52 +357,70 @@ impl Progress for Console {
         ms: u64,
         log: Option<&Path>,
     ) {
+        self.flush_partial(pipeline, id);
         let name = &pipeline.step(id).name;
         let took = format_duration_ms(ms);
         if outcome.ok() {
-            let _ = writeln!(self.out, "ok     {name} ({took})");
+            if self.options.quiet {
+                return;
+            }
+            let head = self.paint(Paint::Good, "ok    ");
+            match log.filter(|_| self.options.verbose) {
+                Some(log) => self.line(&format!(
+                    "{head} {name} ({took}) - output: {}",
+                    display_path(log).display()
+                )),
+                None => self.line(&format!("{head} {name} ({took})")),
+            }
             return;
         }
+        let head = self.paint(Paint::Bad, "FAILED");
         let Some(log) = log else {
-            let _ = writeln!(
-                self.out,
-                "FAILED {name} ({}, {took}) - it printed nothing",
+            self.line(&format!(
+                "{head} {name} ({}, {took}) - it printed nothing",
                 describe_outcome(outcome)
-            );
+            ));
             return;
         };
-        let _ = writeln!(
-            self.out,
-            "FAILED {name} ({}, {took}) - log: {}",
+        self.line(&format!(
+            "{head} {name} ({}, {took}) - log: {}",
             describe_outcome(outcome),
             display_path(log).display()
-        );
-        for line in tail(log, self.tail_lines) {
-            let _ = writeln!(self.out, "  | {line}");
+        ));
+        // Streamed output was shown in full already.
+        if self.options.output == OutputMode::Failed {
+            let bar = self.paint(Paint::Dim, "  |");
+            for line in tail(log, self.options.tail_lines) {
+                self.line(&format!("{bar} {line}"));
+            }
         }
     }
 
     fn step_up_to_date(&mut self, pipeline: &Pipeline, id: StepId) {
-        let _ = writeln!(
-            self.out,
+        if self.options.quiet {
+            return;
+        }
+        let line = format!(
             "skip   {} (up to date: what it needs reran and came out the same)",
             pipeline.step(id).name
         );
+        let line = self.paint(Paint::Dim, &line);
+        self.line(&line);
     }
 
     fn warning(&mut self, message: &str) {
-        let _ = writeln!(self.out, "warning: {message}");
+        let head = self.paint(Paint::Warn, "warning:");
+        self.line(&format!("{head} {message}"));
     }
 
     fn leftovers_killed(&mut self, pids: &[u32]) {
         let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-        let _ = writeln!(
-            self.out,
+        self.line(&format!(
             "killed {} process{} that steps of a killed earlier run had left running (pid {})",
             pids.len(),
             if pids.len() == 1 { "" } else { "es" },
             list.join(", ")
-        );
+        ));
     }
 
     fn retry_scheduled(
@@ -169,27 +431,33 @@ impl Progress for Console {
         retries: u32,
         delay: Duration,
     ) {
-        let _ = writeln!(
-            self.out,
-            "retry  {} in {} (retry {retry} of {retries})",
+        if self.options.quiet {
+            return;
+        }
+        let head = self.paint(Paint::Warn, "retry ");
+        self.line(&format!(
+            "{head} {} in {} (retry {retry} of {retries})",
             pipeline.step(id).name,
             format_duration_ms(delay.as_millis() as u64)
-        );
+        ));
     }
 
     fn interrupted(&mut self, signal: Signal, running: usize) {
-        let _ = writeln!(
-            self.out,
+        self.line(&format!(
             "stepwise: {signal}: stopping {running} running step{} (again to kill at once)",
             if running == 1 { "" } else { "s" }
-        );
+        ));
     }
 
     fn summary(&mut self, pipeline: &Pipeline, s: &RunSummary) {
+        let all_well = s.failed.is_empty() && s.not_run.is_empty() && s.interrupted.is_none();
+        if self.options.quiet && all_well {
+            return;
+        }
         let ran = s.succeeded.len() + s.failed.len();
         let mut line = format!("{ran} ran");
         if !s.failed.is_empty() {
-            line += &format!(" ({} failed)", s.failed.len());
+            line += &self.paint(Paint::Bad, &format!(" ({} failed)", s.failed.len()));
         }
         line += &format!(", {} skipped as done", s.skipped + s.up_to_date.len());
         if !s.up_to_date.is_empty() {
@@ -198,34 +466,72 @@ impl Progress for Console {
         if !s.not_run.is_empty() {
             line += &format!(", {} not run", s.not_run.len());
         }
-        let _ = writeln!(
-            self.out,
-            "{line} in {}",
-            format_duration_ms(s.elapsed.as_millis() as u64)
-        );
+        line += &format!(" in {}", format_duration_ms(s.elapsed.as_millis() as u64));
+        self.line(&line);
         let name = |id: StepId| pipeline.step(id).name.as_str();
         if !s.failed.is_empty() {
             let names: Vec<&str> = s.failed.iter().map(|&id| name(id)).collect();
-            let _ = writeln!(self.out, "failed: {}", names.join(", "));
+            let head = self.paint(Paint::Bad, "failed:");
+            self.line(&format!("{head} {}", names.join(", ")));
         }
         for &(id, why) in &s.not_run {
-            let _ = match why {
-                NotRun::NeedsFailed(f) => writeln!(
-                    self.out,
-                    "not run: {} (needs {}, which failed)",
-                    name(id),
-                    name(f)
-                ),
-                NotRun::Stopped if s.interrupted.is_some() => {
-                    writeln!(self.out, "not run: {} (the run was interrupted)", name(id))
+            let line = match why {
+                NotRun::NeedsFailed(f) => {
+                    format!("not run: {} (needs {}, which failed)", name(id), name(f))
                 }
-                NotRun::Stopped => writeln!(
-                    self.out,
+                NotRun::Stopped if s.interrupted.is_some() => {
+                    format!("not run: {} (the run was interrupted)", name(id))
+                }
+                NotRun::Stopped => format!(
                     "not run: {} (stopped after a failure; --keep-going runs what does not need it)",
                     name(id)
                 ),
             };
+            self.line(&line);
         }
+    }
+
+    fn nothing_to_do(&mut self, _: &Pipeline, _: &Plan) {
+        if !self.options.quiet {
+            self.line("nothing to do: every step in scope is done");
+        }
+    }
+}
+
+/// Where a running step's output goes: its log file, and the progress's
+/// [`Progress::step_output`].
+pub struct Tee<'a> {
+    log: &'a mut dyn Write,
+    progress: &'a mut dyn Progress,
+    pipeline: &'a Pipeline,
+    id: StepId,
+}
+
+impl<'a> Tee<'a> {
+    pub fn new(
+        log: &'a mut dyn Write,
+        progress: &'a mut dyn Progress,
+        pipeline: &'a Pipeline,
+        id: StepId,
+    ) -> Tee<'a> {
+        Tee {
+            log,
+            progress,
+            pipeline,
+            id,
+        }
+    }
+}
+
+impl Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.progress.step_output(self.pipeline, self.id, buf);
+        self.log.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.log.flush()
     }
 }
 

@@ -41,7 +41,7 @@ use crate::journal::{Outcome, Record, Stamp, Store, now};
 use crate::pipeline::{DEFAULT_KILL_GRACE, Pipeline, StepId};
 use crate::plan::{self, Mode, Plan};
 use crate::process::{self, Child, LazyLog};
-use crate::report::Progress;
+use crate::report::{Progress, Tee};
 use crate::state_dir::{StateDir, Writer};
 use crate::workspace::{self, Survey};
 
@@ -315,7 +315,8 @@ impl<'a> Scheduler<'a> {
             }
             for i in readable {
                 let r = &mut self.running[i];
-                r.child.read_output(&mut r.log);
+                let mut sink = Tee::new(&mut r.log, &mut *self.progress, self.pipeline, r.id);
+                r.child.read_output(&mut sink);
             }
             // Highest index first, so removing one does not shift the others.
             for i in exited.into_iter().rev() {
@@ -495,7 +496,8 @@ impl<'a> Scheduler<'a> {
             signalled,
             ..
         } = r;
-        let status = child.finish(&mut log);
+        let mut sink = Tee::new(&mut log, &mut *self.progress, self.pipeline, id);
+        let status = child.finish(&mut sink);
         let duration_ms = started.elapsed().as_millis() as u64;
         let outcome = match status {
             Ok(exit) => match exit {

@@ -105,7 +105,7 @@ fn a_run_compacts_a_journal_that_grew_far_past_its_state() {
     space
         .run(&["run"])
         .success()
-        .stderr_has("compacted first: journal:");
+        .stderr_has("compacted the journal first: journal:");
     let lines_after = space.journal().lines().count();
     assert!(
         lines_after < lines_before / 5,

@@ -315,12 +315,13 @@ pub(super) fn expand(
                 continue;
             };
             if vars.iter().any(|(k, _)| *k == from.var) {
-                cx.error(
+                cx.error_help(
                     from.file.span(),
                     format!(
                         "`matrix_from` defines `{}`, which `matrix` defines too",
                         from.var
                     ),
+                    "give the file's values another name: matrix_from = { file = \"...\", name = \"other\" }",
                 );
                 continue;
             }
@@ -337,9 +338,10 @@ pub(super) fn expand(
             let paths = match glob_listing(&full) {
                 Ok(paths) => paths,
                 Err(e) => {
-                    cx.error(
+                    cx.error_help(
                         pattern.span(),
                         format!("cannot expand `for_each = \"{}\"`: {e}", pattern.get_ref()),
+                        "check the pattern and that its folders can be read",
                     );
                     continue;
                 }
@@ -449,9 +451,10 @@ pub(super) fn expand(
                     .collect();
                 let n = default_name(&template, &named);
                 if n.chars().any(|c| c.is_control()) {
-                    cx.error(
+                    cx.error_help(
                         spec.span.clone(),
                         format!("a value of step `{template}` holds a control character"),
+                        "values name the expansions: use printable characters",
                     );
                     break;
                 }
@@ -569,7 +572,11 @@ pub(super) fn expand(
             };
             match substitute(run, &[], &Mode::Outputs, &words) {
                 Ok(r) => s.run = Some(r),
-                Err(why) => cx.error(s.spans.run.clone(), why),
+                Err(why) => cx.error_help(
+                    s.spans.run.clone(),
+                    why,
+                    "`{step.outputs}` names a step or template of this file",
+                ),
             }
         }
         if s.inputs.iter().any(|i| i.contains(".outputs}")) {
@@ -582,12 +589,13 @@ pub(super) fn expand(
                 match whole.and_then(|name| produced.get(name)) {
                     Some(paths) => expanded.extend(paths.iter().map(|p| seen_from(p, &dir))),
                     None if whole.is_some() => {
-                        cx.error(
+                        cx.error_help(
                             span,
                             format!(
                                 "`{input}` names no step or template `{}`",
                                 whole.unwrap_or("")
                             ),
+                            "`{step.outputs}` names a step or template of this file",
                         );
                     }
                     None if input.contains(".outputs}") => cx.error_help(

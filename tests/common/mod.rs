@@ -375,3 +375,5 @@ pub fn chain(names: &[&str], fail: &[&str]) -> String {
     }
     toml
 }
+
+pub mod ui;

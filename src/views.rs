@@ -1,0 +1,250 @@
+//! What the inspecting commands `history` and `status --run` print, as text
+//! and as JSON documents with a `"version"`.
+
+use serde_json::{Value, json};
+
+use crate::events::exit_code_and_signal;
+use crate::history::Attempt;
+use crate::pipeline::Pipeline;
+use crate::plan::describe_outcome;
+use crate::report::display_path;
+use crate::runs::{Run, Runs};
+use crate::state_dir::StateDir;
+use crate::time::{format_duration_ms, format_time};
+
+/// The version of the `history --json` and `status --run --json` schemas.
+pub const VIEWS_VERSION: u32 = 1;
+
+/// One attempt as `status --json` gives it.
+pub fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> Value {
+    let (exit_code, signal) = a
+        .finished
+        .as_ref()
+        .map_or((None, None), |f| exit_code_and_signal(&f.outcome));
+    json!({
+        "number": a.number,
+        "run": a.run,
+        "imported": a.imported(),
+        "ok": a.ok(),
+        "finished": a.finished.is_some(),
+        "outcome": a.finished.as_ref().map(|f| describe_outcome(&f.outcome)),
+        "exit_code": exit_code,
+        "signal": signal,
+        "started_at": a.started_at,
+        "finished_at": a.finished.as_ref().map(|f| f.at),
+        "duration_ms": a.finished.as_ref().map(|f| f.duration_ms),
+        "log": Some(state.log(name, a.number)).filter(|p| !a.imported() && p.exists()),
+    })
+}
+
+/// One run as `history --json` gives it.
+pub fn run_json(run: &Run, live: Option<u64>) -> Value {
+    json!({
+        "id": run.id,
+        "pid": run.pid,
+        "started_at": run.started_at,
+        "finished_at": run.ended_at.filter(|_| run.exit_code.is_some()),
+        "duration_ms": run.duration_ms(),
+        "result": run.result(live).as_str(),
+        "exit_code": run.exit_code,
+        "steps_run": run.steps().len(),
+        "steps_failed": run.failed_steps().len(),
+        "attempts": run.attempt_count(),
+        "failed": run.failed_steps(),
+    })
+}
+
+/// `history --json`: the last `limit` runs (all with 0), newest first.
+pub fn history_json(runs: &Runs, live: Option<u64>, limit: usize) -> Value {
+    let shown: Vec<Value> = runs
+        .newest(if limit == 0 { usize::MAX } else { limit })
+        .map(|r| run_json(r, live))
+        .collect();
+    json!({ "version": VIEWS_VERSION, "total": runs.runs.len(), "runs": shown })
+}
+
+/// Lines of a table: columns padded to their widest cell, the last one
+/// left as it is; columns in `right` aligned to the right.
+pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, &w)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else if right.contains(&i) {
+                line.push_str(&format!("{cell:>w$}  "));
+            } else {
+                line.push_str(&format!("{cell:w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `history`: one line per run, newest first.
+pub fn history_text(runs: &Runs, live: Option<u64>, limit: usize) -> String {
+    if runs.runs.is_empty() {
+        return "no run recorded yet: `stepwise run` runs the pipeline\n".into();
+    }
+    let take = if limit == 0 { usize::MAX } else { limit };
+    let rows: Vec<Vec<String>> = runs
+        .newest(take)
+        .map(|r| {
+            let failed = r.failed_steps();
+            vec![
+                r.id.to_string(),
+                format_time(r.started_at),
+                format_duration_ms(r.duration_ms()),
+                r.result(live).to_string(),
+                r.steps().len().to_string(),
+                failed.len().to_string(),
+                r.attempt_count().to_string(),
+                failed.join(", "),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "RUN",
+            "STARTED",
+            "TOOK",
+            "RESULT",
+            "STEPS",
+            "FAILED",
+            "ATTEMPTS",
+            "FAILED STEPS",
+        ],
+        &rows,
+        &[0, 4, 5, 6],
+    );
+    let hidden = runs.runs.len().saturating_sub(take);
+    if hidden > 0 {
+        out += &format!(
+            "({hidden} older run{} not shown; -n 0 shows all)\n",
+            if hidden == 1 { "" } else { "s" }
+        );
+    }
+    out
+}
+
+/// The steps of a run in pipeline order, then any it ran that the pipeline
+/// no longer has, in the order they ran.
+fn run_steps<'a>(pipeline: &'a Pipeline, run: &'a Run) -> Vec<&'a str> {
+    let ran = run.steps();
+    let mut out: Vec<&str> = pipeline.names().filter(|n| ran.contains(n)).collect();
+    for name in ran {
+        if pipeline.find(name).is_none() {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// `status --run ID --json`.
+pub fn run_status_json(
+    pipeline: &Pipeline,
+    state: &StateDir,
+    run: &Run,
+    live: Option<u64>,
+) -> Value {
+    let steps: Vec<Value> = run_steps(pipeline, run)
+        .into_iter()
+        .map(|name| {
+            let attempts: Vec<&Attempt> = run.attempts_of(name).collect();
+            json!({
+                "name": name,
+                "attempts": attempts.len(),
+                "last_attempt": attempts.last().map(|a| attempt_json(state, name, a)),
+            })
+        })
+        .collect();
+    json!({ "version": VIEWS_VERSION, "run": run_json(run, live), "steps": steps })
+}
+
+/// `status --run ID`: the run, then a line per step it ran.
+pub fn run_status_text(
+    pipeline: &Pipeline,
+    state: &StateDir,
+    run: &Run,
+    live: Option<u64>,
+) -> String {
+    let result = run.result(live);
+    let mut out = format!(
+        "run {}: started {}, took {}, {}",
+        run.id,
+        format_time(run.started_at),
+        format_duration_ms(run.duration_ms()),
+        result
+    );
+    if let Some(code) = run.exit_code {
+        out += &format!(" (exit code {code})");
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = run_steps(pipeline, run)
+        .into_iter()
+        .map(|name| {
+            let attempts: Vec<&Attempt> = run.attempts_of(name).collect();
+            let last = attempts.last().expect("a step of the run has an attempt");
+            let result = match &last.finished {
+                None => "never finished".to_string(),
+                Some(f) if f.outcome.ok() => "ok".to_string(),
+                Some(f) => describe_outcome(&f.outcome),
+            };
+            let numbers: Vec<String> = attempts.iter().map(|a| format!("#{}", a.number)).collect();
+            let path = state.log(name, last.number);
+            let log = if path.exists() {
+                display_path(&path).display().to_string()
+            } else {
+                "(no output)".to_string()
+            };
+            vec![
+                name.to_string(),
+                result,
+                format_time(last.started_at),
+                last.finished
+                    .as_ref()
+                    .map_or("-".to_string(), |f| format_duration_ms(f.duration_ms)),
+                numbers.join(" "),
+                log,
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out += "no step ran in this run\n";
+        return out;
+    }
+    out += &table(
+        &["STEP", "LAST RESULT", "STARTED", "TOOK", "ATTEMPTS", "LOG"],
+        &rows,
+        &[],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_every_column_but_the_last() {
+        let t = table(
+            &["A", "NUMBER", "NOTE"],
+            &[
+                vec!["x".into(), "7".into(), "".into()],
+                vec!["long".into(), "12".into(), "hi".into()],
+            ],
+            &[1],
+        );
+        assert_eq!(t, "A     NUMBER  NOTE\nx          7\nlong      12  hi\n");
+    }
+}
