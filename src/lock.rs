@@ -54,17 +54,34 @@ impl StateLock {
             .open(path)
             .context(format!("cannot open the lock file {}", path.display()))?;
         let fl = whole_file(libc::F_WRLCK as libc::c_short);
-        match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
-            Ok(_) => {}
-            Err(Errno::EAGAIN | Errno::EACCES) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                    holder: read_holder(&mut file),
-                });
-            }
-            Err(e) => {
-                return Err(std::io::Error::from(e))
-                    .context(format!("cannot lock {}", path.display()));
+        // A holder that is already dead can still hold the lock for a moment:
+        // a step process it was starting has a copy of the descriptor until
+        // it calls exec (or its parent-death signal arrives). Wait that out,
+        // briefly; a live holder is refused at once.
+        let mut patience = 100;
+        loop {
+            match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
+                Ok(_) => break,
+                Err(Errno::EAGAIN | Errno::EACCES) => {
+                    let holder = read_holder(&mut file);
+                    let dead = holder
+                        .as_ref()
+                        .and_then(|h| h.pid)
+                        .is_some_and(|pid| !process_alive(pid));
+                    if dead && patience > 0 {
+                        patience -= 1;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                        holder,
+                    });
+                }
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .context(format!("cannot lock {}", path.display()));
+                }
             }
         }
         // Best effort: this is only for messages.
@@ -140,6 +157,18 @@ impl std::fmt::Display for Holder {
             (None, Some(cmd)) => write!(f, "`stepwise {cmd}`"),
             (None, None) => write!(f, "another process"),
         }
+    }
+}
+
+/// Whether a process exists and is not a zombie (a zombie holds no
+/// descriptors).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 
