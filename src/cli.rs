@@ -609,27 +609,57 @@ fn show_plan(
     let inspection = &*Box::leak(Box::new(inspection));
     warn(&inspection.loaded.warnings);
     let the_plan = &inspection.plan;
+    // Expansions the journal knows that the pipeline no longer has: a value
+    // left its matrix, a file its for_each.
+    let removed: Vec<&str> = inspection
+        .loaded
+        .history
+        .step_names()
+        .iter()
+        .map(String::as_str)
+        .filter(|name| pipeline.find(name).is_none())
+        .filter(|name| {
+            crate::pipeline::parse_selector(name)
+                .is_some_and(|(t, _)| pipeline.template(&t).is_some())
+        })
+        .collect();
     if json {
         let steps: Vec<_> = the_plan
             .steps
             .iter()
             .map(|s| {
-                json!({
-                    "name": pipeline.step(s.id).name,
+                let step = pipeline.step(s.id);
+                let mut doc = json!({
+                    "name": step.name,
                     "action": s.action,
                     "state": s.state,
                     "reason": s.reason,
                     "reasons": s.reasons,
                     "warnings": s.warnings,
-                })
+                });
+                if let (Some(template), Some(obj)) = (&step.template, doc.as_object_mut()) {
+                    let values: serde_json::Map<String, serde_json::Value> = step
+                        .values
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect();
+                    obj.insert("template".into(), json!(template));
+                    obj.insert("values".into(), serde_json::Value::Object(values));
+                }
+                doc
             })
             .collect();
-        let doc = json!({
+        let mut doc = json!({
             "version": 1,
             "done": the_plan.done(),
             "remaining": the_plan.remaining(),
             "steps": steps,
         });
+        if !removed.is_empty()
+            && let Some(obj) = doc.as_object_mut()
+        {
+            obj.insert("removed".into(), json!(removed));
+        }
         return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
     let mut out = format!("{the_plan}\n");
@@ -696,6 +726,13 @@ fn show_plan(
                 ""
             );
         }
+    }
+    if !removed.is_empty() {
+        out += &format!(
+            "  no longer in the pipeline ({}): {}\n",
+            removed.len(),
+            removed.join(", ")
+        );
     }
     print(&out).map(|_| EXIT_OK)
 }

@@ -18,7 +18,7 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 
 mod expand;
 use crate::error::{Error, IoContext, Result};
-pub use expand::ExpansionInput;
+pub use expand::{ExpansionInput, parse_selector};
 
 /// The name of the pipeline file looked for when none is given.
 pub const DEFAULT_FILE: &str = "stepwise.toml";
