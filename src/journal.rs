@@ -668,7 +668,8 @@ pub fn read_stream(
     reader: impl std::io::Read,
     visit: &mut dyn FnMut(Record),
 ) -> Result<(ReadReport, u64, Option<u8>)> {
-    read_chunks(path, reader, visit, 4 << 20)
+    // Small enough to zero cheaply, large enough for few reads.
+    read_chunks(path, reader, visit, 256 << 10)
 }
 
 fn read_chunks(
@@ -791,7 +792,11 @@ pub struct JsonlStore {
     /// Length of the file up to the last whole record we know of: a failed
     /// append is cut back to it, so a record is never glued to debris.
     len: u64,
+    /// Records appended and not yet fsynced (batched mode).
     dirty: Arc<AtomicBool>,
+    /// Held across "is anything dirty? fsync", so a sync that finds nothing
+    /// to do knows every earlier fsync has completed.
+    syncing: Arc<Mutex<()>>,
     /// The first write or sync error. An fsync error is reported only once by
     /// the kernel, so it is kept here and every later call fails with it:
     /// we never carry on as if records were safe when they may not be.
@@ -837,6 +842,7 @@ impl JsonlStore {
             mode,
             len: 0,
             dirty: Arc::new(AtomicBool::new(false)),
+            syncing: Arc::new(Mutex::new(())),
             failed: Arc::new(Mutex::new(None)),
             stop: None,
             committer: None,
@@ -884,6 +890,7 @@ impl JsonlStore {
         let file = Arc::clone(&self.file);
         let dirty = Arc::clone(&self.dirty);
         let failed = Arc::clone(&self.failed);
+        let syncing = Arc::clone(&self.syncing);
         self.stop = Some(tx);
         self.committer = Some(thread::spawn(move || {
             loop {
@@ -891,6 +898,7 @@ impl JsonlStore {
                     rx.recv_timeout(GROUP_COMMIT_INTERVAL),
                     Err(mpsc::RecvTimeoutError::Timeout)
                 );
+                let _guard = syncing.lock().unwrap_or_else(|p| p.into_inner());
                 if dirty.swap(false, Ordering::AcqRel)
                     && let Err(e) = file.sync_data()
                 {
@@ -973,7 +981,13 @@ impl Store for JsonlStore {
 
     fn sync(&mut self) -> Result<()> {
         self.check()?;
-        self.dirty.store(false, Ordering::Release);
+        // Nothing appended since the last sync (ours or the group commit's,
+        // which holds this lock until its fsync returns): nothing to make
+        // durable, and an fsync costs milliseconds a no-op run should not pay.
+        let _guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
         if let Err(e) = self.file.sync_data() {
             self.fail(format!("cannot sync it: {e}"));
             return Err(e).context(format!("cannot sync the journal {}", self.path.display()));
