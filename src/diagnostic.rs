@@ -19,6 +19,7 @@ pub struct Diagnostic {
 /// A position in a file, resolved from a byte offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
+    /// The file, as the user named it.
     pub path: PathBuf,
     /// 1-based.
     pub line: usize,
@@ -61,6 +62,7 @@ impl Location {
 }
 
 impl Diagnostic {
+    /// A problem with no location or help yet.
     pub fn new(message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             message: message.into(),
@@ -69,11 +71,14 @@ impl Diagnostic {
         }
     }
 
+    /// Points it at the byte range `span` of `source`, the contents of
+    /// `path` (see [`Location::from_span`]).
     pub fn at(mut self, path: &Path, source: &str, span: Range<usize>) -> Diagnostic {
         self.location = Some(Location::from_span(path, source, span));
         self
     }
 
+    /// Adds what to do about it.
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
         self

@@ -20,8 +20,14 @@ pub const EXIT_SIGINT: i32 = 130;
 /// Exit code: the run was stopped by SIGTERM (128 + 15).
 pub const EXIT_SIGTERM: i32 = 143;
 
+/// A result whose error is this library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong in stepwise, other than a step failing (a
+/// failed step is an outcome in the journal, not an error).
+///
+/// [`Display`](fmt::Display) renders the whole message as the command line
+/// prints it, `error:` head and `= help:` lines included.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The pipeline file (or another input file) has problems; each carries
@@ -32,16 +38,23 @@ pub enum Error {
     /// The command line asks for something that cannot be done.
     #[error("error: {message}{}", help.as_ref().map(|h| format!("\n  = help: {h}")).unwrap_or_default())]
     Usage {
+        /// What is wrong.
         message: String,
+        /// What to do about it, when there is something to say.
         help: Option<String>,
     },
 
-    /// A line of the journal that is not the last one cannot be read.
+    /// A line of the journal cannot be read, and it is not a torn last line
+    /// (one without its newline, which readers ignore).
     #[error("error: the journal {}:{line} is corrupt: {message}\n  = help: {help}", path.display())]
     CorruptJournal {
+        /// The journal file.
         path: PathBuf,
+        /// The 1-based number of the bad line.
         line: usize,
+        /// What is wrong with it.
         message: String,
+        /// What to do about it.
         help: String,
     },
 
@@ -52,8 +65,11 @@ pub enum Error {
         crate::journal::FORMAT_VERSION
     )]
     NewerJournal {
+        /// The journal file.
         path: PathBuf,
+        /// The 1-based number of the first line in a newer format.
         line: usize,
+        /// That line's format version.
         version: u32,
     },
 
@@ -64,7 +80,10 @@ pub enum Error {
         path.display()
     )]
     Locked {
+        /// The lock file.
         path: PathBuf,
+        /// Who holds it, as the holder wrote it down; `None` when the lock
+        /// file could not be read.
         holder: Option<crate::lock::Holder>,
     },
 
@@ -85,7 +104,9 @@ pub enum Error {
     /// An operating-system call failed; `context` says what stepwise was doing.
     #[error("error: {context}: {source}")]
     Io {
+        /// What stepwise was doing, e.g. `cannot read the journal PATH`.
         context: String,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
@@ -111,6 +132,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Usage`] without help.
     pub fn usage(message: impl Into<String>) -> Error {
         Error::Usage {
             message: message.into(),
@@ -118,6 +140,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Usage`] with a line of help.
     pub fn usage_with_help(message: impl Into<String>, help: impl Into<String>) -> Error {
         Error::Usage {
             message: message.into(),
@@ -125,6 +148,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Invalid`] with a single problem.
     pub fn invalid(diagnostic: Diagnostic) -> Error {
         Error::Invalid(vec![diagnostic])
     }
@@ -132,6 +156,7 @@ impl Error {
 
 /// Attaches "what stepwise was doing" to an I/O error.
 pub trait IoContext<T> {
+    /// Turns an I/O error into [`Error::Io`] with `context`.
     fn context(self, context: impl fmt::Display) -> Result<T>;
 }
 

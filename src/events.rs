@@ -48,6 +48,7 @@ pub struct Events<W: Write> {
 }
 
 impl<W: Write> Events<W> {
+    /// Events written to `out`.
     pub fn new(out: W) -> Events<W> {
         Events { out, run: None }
     }

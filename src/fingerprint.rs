@@ -21,6 +21,7 @@ impl Digest {
         Digest::from_blake3(&blake3::hash(bytes))
     }
 
+    /// The first 128 bits of a full BLAKE3 hash.
     pub fn from_blake3(hash: &blake3::Hash) -> Digest {
         let mut d = [0u8; 16];
         d.copy_from_slice(&hash.as_bytes()[..16]);
@@ -84,14 +85,19 @@ impl FromStr for Digest {
 /// | `env:KEY` | the value of a declared variable (pipeline's and step's merged) |
 /// | `input:PATH` | the content of an input file or folder |
 /// | `dep:NAME` | what a dependency produced: the content of its declared outputs, or its fingerprint if it declares none |
+///
+/// A step of a Rust program ([`crate::Run`]) has `input:LABEL` for each of
+/// its inputs (the JSON form of the value) and `version` for its version.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Components(pub BTreeMap<String, Digest>);
 
 impl Components {
+    /// Sets a component, replacing any earlier digest under the same key.
     pub fn insert(&mut self, key: impl Into<String>, digest: Digest) {
         self.0.insert(key.into(), digest);
     }
 
+    /// The digest of one component, if the step has it.
     pub fn get(&self, key: &str) -> Option<&Digest> {
         self.0.get(key)
     }
@@ -141,52 +147,126 @@ impl Components {
 }
 
 /// One reason a step will run (or, for [`Reason::InputMissing`], a warning).
+///
+/// Serialized (`--json`) as `{"kind": "input changed", "path": "a.csv"}`:
+/// the kind in the words of its [`Display`](fmt::Display) form, the details
+/// as fields. An attempt number is an [`Attempt::number`](crate::history::Attempt::number)
+/// (0 for an imported attempt).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind")]
 pub enum Reason {
+    /// No attempt is recorded.
     #[serde(rename = "never run")]
     NeverRun,
+    /// Its latest attempt failed.
     #[serde(rename = "failed")]
-    Failed { attempt: u32 },
+    Failed {
+        /// The failed attempt.
+        attempt: u32,
+    },
+    /// Its latest attempt never finished (its runner died) or was stopped by
+    /// a signal to the run.
     #[serde(rename = "interrupted")]
-    Interrupted { attempt: u32 },
+    Interrupted {
+        /// The interrupted attempt.
+        attempt: u32,
+    },
+    /// Its latest attempt is running now, in the process holding the lock.
     #[serde(rename = "running")]
-    Running { attempt: u32 },
+    Running {
+        /// The running attempt.
+        attempt: u32,
+    },
+    /// `stepwise forget` cleared it after its last attempt.
     #[serde(rename = "forgotten")]
     Forgotten,
+    /// The `run` string differs from the one that succeeded.
     #[serde(rename = "command changed")]
     CommandChanged,
+    /// The pipeline's `shell` differs.
     #[serde(rename = "shell changed")]
     ShellChanged,
+    /// The step's `dir`, as written, differs.
     #[serde(rename = "dir changed")]
     DirChanged,
+    /// A declared variable has another value, or was added or removed.
     #[serde(rename = "env changed")]
-    EnvChanged { key: String },
+    EnvChanged {
+        /// The variable's name.
+        key: String,
+    },
+    /// The content of an input differs.
     #[serde(rename = "input changed")]
-    InputChanged { path: String },
+    InputChanged {
+        /// The input's path relative to the step's dir (for a program's
+        /// step, the input's label).
+        path: String,
+    },
+    /// An input that was not there at the success is now (a new file
+    /// matching a glob, a new input of a program's step).
     #[serde(rename = "input added")]
-    InputAdded { path: String },
+    InputAdded {
+        /// As in [`Reason::InputChanged`].
+        path: String,
+    },
+    /// An input at the success is no longer one.
     #[serde(rename = "input removed")]
-    InputRemoved { path: String },
+    InputRemoved {
+        /// As in [`Reason::InputChanged`].
+        path: String,
+    },
     /// A declared input matches no file now.
     #[serde(rename = "input missing")]
-    InputMissing { pattern: String },
+    InputMissing {
+        /// The input as declared: a path or a glob.
+        pattern: String,
+    },
+    /// A declared output does not exist.
     #[serde(rename = "output missing")]
-    OutputMissing { path: String },
+    OutputMissing {
+        /// The output as written in the pipeline file.
+        path: String,
+    },
     /// A later attempt than the success may have rewritten the outputs.
     #[serde(rename = "outputs touched")]
-    OutputsTouched { attempt: u32 },
+    OutputsTouched {
+        /// That later attempt, which did not succeed.
+        attempt: u32,
+    },
+    /// What a needed step produced differs from what it had produced for
+    /// the success.
     #[serde(rename = "dependency changed")]
-    DependencyChanged { step: String },
+    DependencyChanged {
+        /// The needed step's name.
+        step: String,
+    },
+    /// The step needs a step it did not need at the success.
     #[serde(rename = "dependency added")]
-    DependencyAdded { step: String },
+    DependencyAdded {
+        /// The needed step's name.
+        step: String,
+    },
+    /// The step no longer needs a step it needed at the success.
     #[serde(rename = "dependency removed")]
-    DependencyRemoved { step: String },
+    DependencyRemoved {
+        /// The step's name.
+        step: String,
+    },
+    /// A needed step runs first in this plan, so what it produces may
+    /// change.
     #[serde(rename = "dependency will run")]
-    DependencyWillRun { step: String },
-    /// A component this version of stepwise does not know changed.
+    DependencyWillRun {
+        /// The needed step's name.
+        step: String,
+    },
+    /// Another part of the definition changed: a program step's `version`,
+    /// a component this version of stepwise does not know, or the
+    /// fingerprint itself when the recorded components cannot say where.
     #[serde(rename = "definition changed")]
-    DefinitionChanged { part: String },
+    DefinitionChanged {
+        /// The component's key (`version`, ...), or `fingerprint`.
+        part: String,
+    },
 }
 
 impl fmt::Display for Reason {

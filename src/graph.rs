@@ -16,17 +16,24 @@ pub const GRAPH_VERSION: u32 = 1;
 /// The colour class of a step: what its node looks like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Skipped: done in a run.
     Done,
+    /// Skipped: marked done by `checkpoint import`.
     Imported,
+    /// Succeeded, but changed since: it will run.
     Stale,
+    /// Its latest attempt failed: it will run.
     Failed,
+    /// Its latest attempt did not finish: it will run.
     Interrupted,
+    /// Running now, in another process.
     Running,
     /// Never run or forgotten: it will run.
     WillRun,
 }
 
 impl Kind {
+    /// The class of a planned step.
     pub fn of(step: &StepPlan) -> Kind {
         match (step.action, step.state) {
             (Action::Skip, State::Imported) => Kind::Imported,
@@ -65,6 +72,7 @@ impl Kind {
         }
     }
 
+    /// Every kind, in the legend's order.
     pub const ALL: [Kind; 7] = [
         Kind::Done,
         Kind::Imported,

@@ -54,6 +54,7 @@ impl Stamp {
 pub struct HashStats {
     /// Files whose content was read and hashed.
     pub files_hashed: u64,
+    /// The size of those files, together.
     pub bytes_hashed: u64,
     /// Files whose hash came from the stat cache.
     pub cache_hits: u64,
@@ -66,6 +67,7 @@ pub struct FileHasher {
     racy_ns: i128,
     /// Set by [`FileHasher::hash_settled`].
     settled: bool,
+    /// What it did so far.
     pub stats: HashStats,
 }
 

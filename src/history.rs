@@ -15,6 +15,7 @@ pub struct Attempt {
     pub run: Option<u64>,
     /// 1-based count of the step's attempts; 0 for an imported attempt.
     pub number: u32,
+    /// When it started (for an imported attempt, when it was imported).
     pub started_at: Millis,
     /// `None` while running, or if the runner died while it ran.
     pub finished: Option<Finished>,
@@ -46,10 +47,14 @@ impl PartialEq for Attempt {
 
 impl Eq for Attempt {}
 
+/// How and when an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
+    /// When it ended.
     pub at: Millis,
+    /// How long it ran, in milliseconds; 0 for an imported attempt.
     pub duration_ms: u64,
+    /// How it ended; an imported failure reads as `Exited(-1)`.
     pub outcome: Outcome,
     /// What a successful step of a Rust program returned (see
     /// [`crate::Run`]); `None` for commands and failures.
@@ -57,10 +62,12 @@ pub struct Finished {
 }
 
 impl Attempt {
+    /// Whether it came from `checkpoint import` rather than a run.
     pub fn imported(&self) -> bool {
         self.run.is_none()
     }
 
+    /// Whether it finished and succeeded; `false` while it runs.
     pub fn ok(&self) -> bool {
         self.finished.as_ref().is_some_and(|f| f.outcome.ok())
     }
@@ -96,8 +103,11 @@ pub struct StepHistory {
 /// One `run` of the pipeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunInfo {
+    /// The run's id, counting up from 1.
     pub id: u64,
+    /// When it began.
     pub started_at: Millis,
+    /// The runner's process id.
     pub pid: u32,
     /// When it ended and its exit code (`None`: its runner died). `None`
     /// while running, or if the runner died and no run closed it since.

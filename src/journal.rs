@@ -118,6 +118,7 @@ impl Eq for StepValue {}
 /// million records would otherwise spend most of its load time on them).
 #[derive(Clone, Debug)]
 pub struct Stamp {
+    /// The step's fingerprint: the hash of its components.
     pub fingerprint: Digest,
     parts: Parts,
 }
@@ -129,6 +130,7 @@ enum Parts {
 }
 
 impl Stamp {
+    /// A stamp from a fingerprint and the components it was computed from.
     pub fn new(fingerprint: Digest, parts: Components) -> Stamp {
         Stamp {
             fingerprint,
@@ -165,6 +167,8 @@ impl PartialEq for Stamp {
 impl Eq for Stamp {}
 
 impl Outcome {
+    /// Whether this is [`Outcome::Success`]: the only outcome that makes a
+    /// step done.
     pub fn ok(&self) -> bool {
         matches!(self, Outcome::Success)
     }
@@ -174,48 +178,73 @@ impl Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     /// A `run` began. Run ids count up from 1.
-    RunStarted { run: u64, at: Millis, pid: u32 },
+    RunStarted {
+        /// The run's id.
+        run: u64,
+        /// When it began.
+        at: Millis,
+        /// The runner's process id (0 in a record that lacks it).
+        pid: u32,
+    },
     /// An attempt of a step is about to start. Attempt numbers count every
     /// attempt of the step ever made, from 1.
     AttemptStarted {
+        /// The run making the attempt.
         run: u64,
+        /// The step's name.
         step: String,
+        /// The attempt's number.
         attempt: u32,
+        /// When it started.
         at: Millis,
         /// `None` when it could not be computed (a declared input missing).
         stamp: Option<Stamp>,
     },
     /// An attempt ended.
     AttemptFinished {
+        /// The run that made the attempt.
         run: u64,
+        /// The step's name.
         step: String,
+        /// The attempt's number, as in its [`Record::AttemptStarted`].
         attempt: u32,
+        /// When it ended.
         at: Millis,
+        /// How long it ran, in milliseconds.
         duration_ms: u64,
+        /// How it ended.
         outcome: Outcome,
         /// What a successful step of a Rust program returned; `None` for
         /// commands and failures. Old journals have none.
         value: Option<StepValue>,
     },
-    /// The user asked for these steps to run again (`None`: every step).
+    /// The user asked for these steps to run again.
     Forgotten {
+        /// When.
         at: Millis,
+        /// The steps' names; `None` for every step recorded so far.
         steps: Option<Vec<String>>,
     },
     /// Attempts imported from a checkpoint file, `(name, ok)` in order,
     /// with each step's stamp as it stood at import time where it could be
     /// computed.
     Imported {
+        /// When they were imported.
         at: Millis,
+        /// `(step name, succeeded)`, in the checkpoint's order.
         attempts: Vec<(String, bool)>,
+        /// By step name; a step missing here is imported by name alone.
         stamps: BTreeMap<String, Stamp>,
     },
     /// A `run` ended with this exit code; `None` when its runner died
     /// (killed, power cut) and a later run closed it after cleaning up what
     /// it left running.
     RunFinished {
+        /// The run's id, as in its [`Record::RunStarted`].
         run: u64,
+        /// When it ended, or when a later run closed it.
         at: Millis,
+        /// Its exit code; `None` when its runner died.
         exit_code: Option<i32>,
         /// How many attempts the run finished, and how many of them failed.
         /// Kept so a compacted journal still knows what each run did.
@@ -589,7 +618,10 @@ impl RawStamp<'_> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordError {
     /// Written by a newer stepwise, in this format version.
-    Newer { version: u32 },
+    Newer {
+        /// The record's `"v"`.
+        version: u32,
+    },
     /// Not a record at all, or a malformed one.
     Bad(String),
 }
@@ -856,6 +888,7 @@ impl JsonlStore {
         Ok((store, report))
     }
 
+    /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -157,6 +157,8 @@
 //! - [`init`]: the starter pipeline file
 //! - [`cli`]: the command line, a thin layer over the above
 
+#![deny(missing_docs)]
+
 pub mod checkpoint;
 pub mod cli;
 pub mod compact;

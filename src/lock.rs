@@ -94,6 +94,7 @@ impl StateLock {
         })
     }
 
+    /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -127,6 +128,7 @@ impl Drop for StateLock {
 /// lock may not have yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Holder {
+    /// Its process id.
     pub pid: Option<u32>,
     /// The stepwise command it runs: `run`, `forget`, ...
     pub command: Option<String>,

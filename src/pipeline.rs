@@ -29,6 +29,8 @@ pub const DEFAULT_FILE: &str = "stepwise.toml";
 pub struct StepId(pub u32);
 
 impl StepId {
+    /// The id as an index into [`Pipeline::steps`] and the per-step vectors
+    /// built from it.
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -57,12 +59,15 @@ pub struct Pipeline {
     pub shell: Vec<String>,
     /// Added to every step's environment.
     pub env: BTreeMap<String, String>,
+    /// `[pipeline] sync`: how often the journal is fsynced.
     pub sync: SyncMode,
     /// `[pipeline] jobs`, when given.
     pub jobs: Option<usize>,
     /// How long a step may take to stop after SIGTERM/SIGINT before it is
     /// killed.
     pub kill_grace: Duration,
+    /// Every step, expansions of templates included, in file order; a step's
+    /// [`StepId`] is its index here.
     pub steps: Vec<Step>,
     /// Rebuilt, not stored, when loaded from the compiled cache.
     #[serde(skip)]
@@ -77,11 +82,13 @@ pub struct Pipeline {
 /// One step of a pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
+    /// Unique in the pipeline; what the journal records it under.
     pub name: String,
     /// The shell command string.
     pub run: String,
     /// Working dir, relative to the pipeline's root.
     pub dir: Option<String>,
+    /// The step's own variables, set over the pipeline's (its value wins).
     pub env: BTreeMap<String, String>,
     /// Direct dependencies, without duplicates, in the order listed.
     pub after: Vec<StepId>,
@@ -101,11 +108,14 @@ pub struct Step {
     pub retries: u32,
     /// Wait before the first retry; doubles for each next one.
     pub retry_delay: Duration,
-    /// 1-based line of the step's table in the file.
+    /// 1-based line of the step's table in the file (0 for a step of
+    /// [`Pipeline::from_names`]).
     pub line: usize,
     /// For an expansion of a `matrix` or `for_each` step: the template's
     /// name and the values this expansion was made with.
     pub template: Option<String>,
+    /// The `(variable, value)` pairs of the expansion; empty for a plain
+    /// step.
     pub values: Vec<(String, String)>,
 }
 
@@ -259,6 +269,8 @@ impl Pipeline {
         }
     }
 
+    /// The step with this id, which must come from this pipeline (an id out
+    /// of range panics).
     pub fn step(&self, id: StepId) -> &Step {
         &self.steps[id.index()]
     }

@@ -21,6 +21,7 @@ const HEADER: usize = MAGIC.len() + 16 + 16;
 
 /// A pipeline as loaded, with what to store if it had to be parsed.
 pub struct Loaded {
+    /// The validated pipeline.
     pub pipeline: Pipeline,
     /// The compiled form to write to [`cache_path`], when the file was
     /// parsed rather than read from the cache.

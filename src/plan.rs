@@ -23,10 +23,13 @@ use crate::pipeline::{Pipeline, StepId};
 use crate::time::{format_duration_ms, format_time};
 use crate::workspace::{StepFacts, output_provides};
 
+/// What the plan does with a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// It is not done: it runs.
     Run,
+    /// It is done: it is left alone.
     Skip,
 }
 
@@ -73,6 +76,7 @@ pub enum State {
 }
 
 impl State {
+    /// The state in words, as `status` prints it and `--json` writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             State::Done => "done",
@@ -96,8 +100,11 @@ impl fmt::Display for State {
 /// The decision for one step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepPlan {
+    /// The step.
     pub id: StepId,
+    /// Whether it runs.
     pub action: Action,
+    /// What the journal and the files say about it.
     pub state: State,
     /// Why it runs (empty when it is skipped).
     pub reasons: Vec<Reason>,
@@ -111,10 +118,12 @@ pub struct StepPlan {
 /// The decision for every step in scope, in pipeline order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// One per step in scope; steps out of scope are absent.
     pub steps: Vec<StepPlan>,
 }
 
 impl Plan {
+    /// How many steps are skipped as done.
     pub fn done(&self) -> usize {
         self.steps
             .iter()
@@ -122,6 +131,7 @@ impl Plan {
             .count()
     }
 
+    /// How many steps will run.
     pub fn remaining(&self) -> usize {
         self.steps.len() - self.done()
     }

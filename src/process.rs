@@ -40,7 +40,9 @@ pub struct Spec<'a> {
     pub program: &'a Path,
     /// Its arguments before the command string.
     pub args: &'a [String],
+    /// The step's command string, passed as the last argument.
     pub run: &'a str,
+    /// The working dir.
     pub dir: &'a Path,
     /// Set on top of the inherited environment, in order.
     pub env: Vec<(&'a str, &'a str)>,
@@ -145,6 +147,8 @@ fn exit_notifier(pid: Pid) -> io::Result<OwnedFd> {
 }
 
 impl Child {
+    /// The process id of the step's main process, which is also its process
+    /// group and session id.
     pub fn pid(&self) -> u32 {
         self.pid.as_raw() as u32
     }
@@ -224,6 +228,7 @@ pub struct LazyLog {
 }
 
 impl LazyLog {
+    /// A log to be created at `path` once there is something to write.
     pub fn new(path: PathBuf) -> LazyLog {
         LazyLog {
             path,
@@ -232,6 +237,7 @@ impl LazyLog {
         }
     }
 
+    /// Where it is, or will be once written to.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -271,7 +277,9 @@ impl Write for LazyLog {
 /// How a step's main process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
+    /// It exited with this status.
     Code(i32),
+    /// A signal, by number, killed it.
     Signal(i32),
 }
 

@@ -17,7 +17,10 @@ use crate::workspace::{MissingInput, Survey};
 
 /// A loaded pipeline and where its state lives.
 pub struct Project {
+    /// The validated pipeline (for a journal-only project, the step names
+    /// of [`Pipeline::from_names`]).
     pub pipeline: Pipeline,
+    /// Its state dir.
     pub state: StateDir,
     /// The compiled pipeline, to store on the next run, when the file was
     /// parsed rather than read from the compiled cache.
@@ -31,15 +34,21 @@ pub struct Project {
 /// What the read-only commands look at: the journal as read, the facts
 /// gathered from the disk, and the plan made from both.
 pub struct Inspection {
+    /// The journal, read without the lock.
     pub loaded: Loaded,
+    /// The facts of the steps in scope (none when planned by name).
     pub survey: Survey,
+    /// The plan of the steps in scope.
     pub plan: Plan,
 }
 
 /// What `run` did: its plan, and the run itself unless there was nothing to
 /// do.
 pub struct RunReport {
+    /// The plan the run followed.
     pub plan: Plan,
+    /// What the run did; `None` when the plan had nothing to run (then no
+    /// run was recorded).
     pub summary: Option<RunSummary>,
     /// Set when the journal had grown enough to be compacted first.
     pub compaction: Option<Compaction>,
@@ -48,6 +57,8 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The run's exit code (see [`RunSummary::exit_code`]); 0 when there was
+    /// nothing to run.
     pub fn exit_code(&self) -> i32 {
         self.summary
             .as_ref()
@@ -58,6 +69,7 @@ impl RunReport {
 /// One difference between a step's recorded success and the step now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
+    /// The difference, as the plan gives it.
     pub reason: Reason,
     /// The component's digest in the recorded success, when it had one.
     pub was: Option<Digest>,
@@ -67,7 +79,9 @@ pub struct Change {
 
 /// Everything `why STEP` explains.
 pub struct Why {
+    /// The step.
     pub id: StepId,
+    /// Its decision.
     pub plan: StepPlan,
     /// The success the step was compared with, if it has one.
     pub compared_with: Option<Attempt>,
@@ -75,6 +89,7 @@ pub struct Why {
     pub changes: Vec<Change>,
     /// The components that are the same (keys like `run`, `input:data.csv`).
     pub unchanged: Vec<String>,
+    /// Declared inputs that cannot be read now.
     pub missing_inputs: Vec<MissingInput>,
     /// The plan of the whole pipeline, for the dependencies' reasons.
     pub full_plan: Plan,
@@ -309,7 +324,9 @@ impl Project {
     /// the pipeline stands now (so a later change to a step invalidates its
     /// imported success like any other); a step whose fingerprint cannot be
     /// computed (an input missing) is recorded without one and counts by
-    /// name. Returns the names that are not steps of the pipeline.
+    /// name. Returns the names that are not steps of the pipeline (recorded
+    /// all the same), then the steps recorded without a fingerprint, each
+    /// sorted and without duplicates.
     pub fn import(&self, attempts: Vec<(String, bool)>) -> Result<(Vec<String>, Vec<String>)> {
         self.needs_pipeline(
             "checkpoint import",
@@ -366,7 +383,8 @@ impl Project {
         Ok((unknown, by_name))
     }
 
-    /// Explains the decision for one step, component by component.
+    /// Explains the decision for one step, component by component, with
+    /// the warnings reading the journal gave.
     pub fn why(&self, step: &str, mode: Mode) -> Result<(Why, Vec<String>)> {
         self.needs_pipeline(
             "why",
@@ -450,9 +468,13 @@ impl Project {
 
 /// The component-by-component part of [`Why`].
 pub struct Explained {
+    /// As [`Why::compared_with`].
     pub compared_with: Option<Attempt>,
+    /// As [`Why::changes`].
     pub changes: Vec<Change>,
+    /// As [`Why::unchanged`].
     pub unchanged: Vec<String>,
+    /// As [`Why::missing_inputs`].
     pub missing_inputs: Vec<MissingInput>,
 }
 

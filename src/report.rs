@@ -26,15 +26,25 @@ use crate::time::format_duration_ms;
 ///
 /// The scheduler calls these from its one thread, in the order things
 /// happen. Every hook with a default body is optional.
+///
+/// [`Project::run`](crate::Project::run) calls everything up to the last
+/// attempt; [`Progress::summary`] and [`Progress::nothing_to_do`] are left
+/// to its caller, which has the [`RunReport`](crate::project::RunReport)
+/// (the command line calls one of them).
 pub trait Progress {
     /// Before the plan: what the journal holds, e.g. to estimate how long
     /// the run will take from the durations of earlier attempts.
     fn history(&mut self, _pipeline: &Pipeline, _history: &History) {}
+    /// The plan, before anything runs (also when nothing will).
     fn plan(&mut self, pipeline: &Pipeline, plan: &Plan);
+    /// Attempt number `attempt` of a step starts; `log` is where its
+    /// output will go, a file created only if it prints something.
     fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, log: &Path);
     /// A chunk of what a running step printed (its stdout and stderr share
     /// one pipe), as it arrives; also written to the attempt's log.
     fn step_output(&mut self, _pipeline: &Pipeline, _id: StepId, _bytes: &[u8]) {}
+    /// An attempt ended, as recorded in the journal, after `duration_ms`
+    /// milliseconds; `log` is its log file, `None` if it printed nothing.
     fn step_finished(
         &mut self,
         pipeline: &Pipeline,
@@ -63,8 +73,11 @@ pub trait Progress {
     );
     /// The run received `signal`; `running` steps are being stopped.
     fn interrupted(&mut self, signal: Signal, running: usize);
+    /// After the run: what it did. Called by whoever ran it, not by
+    /// [`Project::run`](crate::Project::run).
     fn summary(&mut self, pipeline: &Pipeline, summary: &RunSummary);
-    /// Instead of a summary: the plan had nothing to run.
+    /// Instead of a summary: the plan had nothing to run. Called by whoever
+    /// ran it, as [`Progress::summary`].
     fn nothing_to_do(&mut self, _pipeline: &Pipeline, _plan: &Plan) {}
 }
 
@@ -184,7 +197,9 @@ pub struct ConsoleOptions {
     pub quiet: bool,
     /// Also each step's plan, command and log file.
     pub verbose: bool,
+    /// Colour or not.
     pub style: Style,
+    /// Which output of the steps to show.
     pub output: OutputMode,
     /// Put the step's name before each streamed line (several steps may
     /// run at once, so their lines interleave).
@@ -214,6 +229,7 @@ impl Default for ConsoleOptions {
 /// alike. Writes to stderr unless told otherwise.
 pub struct Console<W: Write = io::Stderr> {
     out: W,
+    /// How it speaks; may be changed between events.
     pub options: ConsoleOptions,
     /// Streamed output of each step not yet ended by a newline.
     partial: HashMap<StepId, Vec<u8>>,
@@ -229,6 +245,7 @@ impl Default for Console {
 const LONGEST_LINE: usize = 16 * 1024;
 
 impl<W: Write> Console<W> {
+    /// A console writing to `out`.
     pub fn new(out: W, options: ConsoleOptions) -> Console<W> {
         Console {
             out,
@@ -508,6 +525,7 @@ pub struct Tee<'a> {
 }
 
 impl<'a> Tee<'a> {
+    /// Output of step `id`, written to `log` and shown to `progress`.
     pub fn new(
         log: &'a mut dyn Write,
         progress: &'a mut dyn Progress,

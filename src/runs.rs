@@ -13,8 +13,11 @@ use crate::journal::{Millis, Record};
 /// One `stepwise run`, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {
+    /// The run's id, counting up from 1.
     pub id: u64,
+    /// When it began.
     pub started_at: Millis,
+    /// The runner's process id.
     pub pid: u32,
     /// When its `end` record was written, if it has one.
     pub ended_at: Option<Millis>,
@@ -60,6 +63,7 @@ pub enum RunResult {
 }
 
 impl RunResult {
+    /// The result in a word, as `history` prints it and `--json` writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             RunResult::Ok => "ok",
@@ -138,6 +142,7 @@ impl Run {
 /// Every run of a journal, oldest first.
 #[derive(Clone, Debug, Default)]
 pub struct Runs {
+    /// Oldest first.
     pub runs: Vec<Run>,
 }
 

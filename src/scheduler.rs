@@ -46,6 +46,11 @@ use crate::state_dir::{StateDir, Writer};
 use crate::workspace::{self, Survey};
 
 /// How to run.
+///
+/// `RunOptions::default()` does not read the pipeline file: to honour its
+/// `[pipeline] jobs` and `kill_grace` as the command line does, set
+/// [`RunOptions::jobs`] and [`RunOptions::kill_grace`] from
+/// [`Pipeline::jobs`] and [`Pipeline::kill_grace`].
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// At most this many steps at once.
@@ -99,18 +104,24 @@ pub enum NotRun {
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
+    /// The run's id in the journal.
     pub run: u64,
     /// Steps the plan skipped because they were done.
     pub skipped: usize,
+    /// Steps that succeeded (perhaps after retries), in the order they did.
     pub succeeded: Vec<StepId>,
     /// Planned to run, but found up to date at their turn (early cutoff).
     pub up_to_date: Vec<StepId>,
+    /// Steps whose last attempt in this run did not succeed (retries used
+    /// up, or the run was stopped by a signal), in the order they ended.
     pub failed: Vec<StepId>,
+    /// Steps planned to run that never started, and why, in pipeline order.
     pub not_run: Vec<(StepId, NotRun)>,
     /// The signal that stopped the run, if one did.
     pub interrupted: Option<Signal>,
     /// Processes left over by a killed earlier run, killed before starting.
     pub leftovers_killed: Vec<u32>,
+    /// Wall-clock time spent running the steps.
     pub elapsed: Duration,
 }
 

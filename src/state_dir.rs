@@ -24,8 +24,10 @@ pub struct StateDir {
 
 /// The journal as read, with anything worth telling the user.
 pub struct Loaded {
+    /// The journal, folded.
     pub history: History,
-    /// The pid of a run in progress, if the lock is held.
+    /// Who holds the lock right now (a run, or another command that
+    /// writes), if anyone.
     pub writer: Option<Holder>,
     /// The id of the run in progress, when there is one.
     pub live_run: Option<u64>,
@@ -36,8 +38,13 @@ pub struct Loaded {
 /// The state dir opened by its one writer: the lock is held for as long as
 /// this lives.
 pub struct Writer {
+    /// The journal folded, kept current with every [`Writer::record`].
     pub history: History,
+    /// The journal open for appending; [`JsonlStore::close`] it to learn of
+    /// a failed final sync.
     pub store: JsonlStore,
+    /// Things the user should know from opening it (a torn last line cut
+    /// off, ...).
     pub warnings: Vec<String>,
     /// Records in the journal when it was opened.
     pub records: usize,
@@ -56,22 +63,27 @@ impl StateDir {
         StateDir::new(pipeline.root.join(state_dir_name(&pipeline.path)))
     }
 
+    /// The state dir at `dir`, which need not exist yet.
     pub fn new(dir: impl Into<PathBuf>) -> StateDir {
         StateDir { dir: dir.into() }
     }
 
+    /// The folder itself.
     pub fn path(&self) -> &Path {
         &self.dir
     }
 
+    /// The journal file (see [`crate::journal`]).
     pub fn journal(&self) -> PathBuf {
         self.dir.join("journal.jsonl")
     }
 
+    /// The lock file (see [`crate::lock`]).
     pub fn lock(&self) -> PathBuf {
         self.dir.join("lock")
     }
 
+    /// The folder of the attempts' log files (see [`StateDir::log`]).
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")
     }
@@ -168,9 +180,13 @@ impl StateDir {
 /// What compacting the journal did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compaction {
+    /// Records in the journal before.
     pub records_before: usize,
+    /// Records in the journal after.
     pub records_after: usize,
+    /// The journal's size before, in bytes.
     pub bytes_before: u64,
+    /// The journal's size after, in bytes.
     pub bytes_after: u64,
     /// Log files of attempts no longer in the journal, removed.
     pub logs_removed: usize,

@@ -79,14 +79,18 @@ impl Paint {
 /// Paints text, or leaves it alone when colour is off.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Style {
+    /// Whether to colour (see [`ColorChoice`]).
     pub color: bool,
 }
 
 impl Style {
+    /// A style that colours or not.
     pub fn new(color: bool) -> Style {
         Style { color }
     }
 
+    /// `text` in the style `paint`, reset after it; unchanged when colour
+    /// is off or the text is empty.
     pub fn paint(&self, paint: Paint, text: &str) -> String {
         if self.color && !text.is_empty() {
             format!("\x1b[{}m{text}\x1b[0m", paint.code())

@@ -14,6 +14,7 @@ use crate::pipeline::{Pipeline, StepId};
 /// A declared input that cannot be used right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissingInput {
+    /// The input as declared: a path or a glob, relative to the step's dir.
     pub pattern: String,
     /// "matches no file", "does not exist", or the read error.
     pub why: String,
@@ -22,8 +23,13 @@ pub struct MissingInput {
 /// The facts about one step, gathered from the disk at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepFacts {
+    /// What the step is made of now; an input that cannot be read is left
+    /// out (and listed in `missing_inputs`).
     pub components: Components,
+    /// The fingerprint of `components`.
     pub fingerprint: Digest,
+    /// Declared inputs that cannot be read now. A step with any has no
+    /// trustworthy fingerprint: its attempt is recorded without one.
     pub missing_inputs: Vec<MissingInput>,
     /// Declared outputs that do not exist, as written in the pipeline file.
     pub missing_outputs: Vec<String>,
@@ -34,11 +40,13 @@ pub struct StepFacts {
 
 /// The facts for a pipeline's steps, kept current as a run goes on.
 pub struct Survey {
+    /// Hashes the files, through the stat cache; save it when done.
     pub hasher: FileHasher,
     facts: Vec<Option<StepFacts>>,
 }
 
 impl Survey {
+    /// A survey of `pipeline` that has gathered nothing yet.
     pub fn new(pipeline: &Pipeline, hasher: FileHasher) -> Survey {
         Survey {
             hasher,
@@ -60,6 +68,7 @@ impl Survey {
         &self.facts
     }
 
+    /// The latest facts of one step, if it was surveyed.
     pub fn get(&self, id: StepId) -> Option<&StepFacts> {
         self.facts[id.index()].as_ref()
     }
