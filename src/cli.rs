@@ -19,7 +19,7 @@ use crate::plan::{Action, Mode, State, attempt_duration, describe_outcome};
 use crate::project::{Project, Why};
 use crate::report::{Both, Console, ConsoleOptions, OutputMode, Progress, display_path};
 use crate::runs::Runs;
-use crate::scheduler::{RunOptions, default_jobs};
+use crate::scheduler::RunOptions;
 use crate::state_dir::StateDir;
 use crate::style::{ColorChoice, Style};
 use crate::time::format_time;
@@ -326,15 +326,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             output,
             events,
         } => {
-            let options = RunOptions {
-                jobs: jobs
-                    .map(|j| j as usize)
-                    .or(project.pipeline.jobs)
-                    .unwrap_or_else(default_jobs),
-                keep_going,
-                kill_grace: project.pipeline.kill_grace,
-                mode: mode(by_name),
-            };
+            let mut options = RunOptions::for_pipeline(&project.pipeline);
+            if let Some(j) = jobs {
+                options.jobs = j as usize;
+            }
+            options.keep_going = keep_going;
+            options.mode = mode(by_name);
             let console = ConsoleChoice {
                 quiet,
                 verbose,

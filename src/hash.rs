@@ -254,7 +254,10 @@ fn parse_cache(text: &str) -> Option<HashMap<PathBuf, (Stamp, Digest)>> {
 /// contents, never a mix: temp file in the same folder, fsync, rename, fsync
 /// of the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {

@@ -311,7 +311,7 @@ impl Pipeline {
     pub fn resolve_one(&self, name: &str) -> Result<StepId> {
         let ids = self.resolve_name(name)?;
         match ids.as_slice() {
-            [id] if self.find(name).is_some() => Ok(*id),
+            [id] => Ok(*id),
             _ => {
                 let example = &self.step(ids[0]).name;
                 Err(Error::usage_with_help(

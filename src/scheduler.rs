@@ -65,6 +65,19 @@ pub struct RunOptions {
     pub mode: Mode,
 }
 
+impl RunOptions {
+    /// The options a pipeline file asks for: its `[pipeline] jobs` (else the
+    /// number of CPUs) and `kill_grace`. What the command line starts from,
+    /// and what a library caller running a [`Pipeline`] should too.
+    pub fn for_pipeline(pipeline: &Pipeline) -> RunOptions {
+        RunOptions {
+            jobs: pipeline.jobs.unwrap_or_else(default_jobs),
+            kill_grace: pipeline.kill_grace,
+            ..RunOptions::default()
+        }
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
@@ -528,7 +541,9 @@ impl<'a> Scheduler<'a> {
                 process::Exit::Code(code) => Outcome::Exited(code),
                 process::Exit::Signal(sig) => Outcome::Signaled(sig),
             },
-            Err(e) => Outcome::NotStarted(format!("lost track of the process: {e}")),
+            // It did run: recorded as a failure that may have written its
+            // outputs (unlike "not started"), so they are cleaned up.
+            Err(e) => Outcome::Error(format!("lost track of the step's process: {e}")),
         };
         if let Some(e) = log.error.take() {
             self.progress.warning(&format!(

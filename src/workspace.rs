@@ -295,7 +295,14 @@ pub fn output_provides(output: &Path, dir: &Path, pattern: &str) -> bool {
     if wanted == output || wanted.starts_with(output) {
         return true;
     }
-    glob::Pattern::new(&wanted.to_string_lossy()).is_ok_and(|p| p.matches_path(output))
+    // The folder part is literal, whatever characters it holds.
+    let escaped = format!(
+        "{}/{}",
+        glob::Pattern::escape(&dir.to_string_lossy()),
+        pattern
+    );
+    glob::Pattern::new(&normalize(Path::new(&escaped)).to_string_lossy())
+        .is_ok_and(|p| p.matches_path(output))
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -347,5 +354,8 @@ mod tests {
             "data/*.csv"
         ));
         assert!(!output_provides(out, Path::new("/p"), "other/a.png"));
+        // Glob characters in the folder's own path are literal.
+        let odd = Path::new("/data [v2]/p");
+        assert!(output_provides(&odd.join("x.csv"), odd, "*.csv"));
     }
 }
