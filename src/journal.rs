@@ -678,7 +678,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8], visit: &mut dyn FnMut(Record)) -> R
     let mut lines = Lines::new(path);
     let mut pos = 0;
     while pos < bytes.len() {
-        match bytes[pos..].iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', &bytes[pos..]) {
             Some(len) => {
                 lines.line(&bytes[pos..pos + len], true, visit)?;
                 pos += len + 1;
@@ -736,7 +736,7 @@ fn read_chunks(
         last = buf.last().copied();
         // Whole lines now; the tail waits for the next chunk.
         let mut pos = 0;
-        while let Some(len) = buf[pos..].iter().position(|&b| b == b'\n') {
+        while let Some(len) = memchr::memchr(b'\n', &buf[pos..]) {
             lines.line(&buf[pos..pos + len], true, visit)?;
             pos += len + 1;
         }

@@ -39,6 +39,18 @@ fn key(path: &Path, root: &Path, source: &[u8]) -> Digest {
     h.update(MAGIC);
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(b"\0");
+    // The compiled form is the in-memory layout of this build: a rebuilt
+    // stepwise (or a program embedding it) must not read another build's.
+    if let Some(meta) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| std::fs::metadata(exe).ok())
+    {
+        use std::os::unix::fs::MetadataExt;
+        h.update(&meta.size().to_le_bytes());
+        h.update(&meta.mtime().to_le_bytes());
+        h.update(&meta.mtime_nsec().to_le_bytes());
+        h.update(&meta.ino().to_le_bytes());
+    }
     h.update(path.as_os_str().as_encoded_bytes());
     h.update(b"\0");
     h.update(root.as_os_str().as_encoded_bytes());

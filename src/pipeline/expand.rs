@@ -528,6 +528,14 @@ pub(super) fn expand(
 
     // `{step.outputs}`: the declared outputs of a step, or of every
     // expansion of a template, as absolute paths.
+    let uses_outputs = steps.iter().any(|s| {
+        s.run.as_deref().is_some_and(|r| r.contains(".outputs}"))
+            || s.inputs.iter().any(|i| i.contains(".outputs}"))
+    });
+    if !uses_outputs {
+        raw.steps = steps;
+        return (raw, inputs);
+    }
     // A template's expansions in name order, not matrix order, so that
     // reordering a matrix list changes no command.
     let mut by_template: BTreeMap<String, Vec<(String, Vec<PathBuf>)>> = BTreeMap::new();
