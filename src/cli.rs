@@ -168,6 +168,9 @@ enum Command {
         /// Print text or JSON
         #[arg(long, value_enum, value_name = "FORMAT")]
         format: Option<Format>,
+        /// List every expansion of a matrix or for_each step, not one row per template
+        #[arg(short = 'e', long)]
+        expand: bool,
     },
     /// List the recorded runs, newest first: when, how long, how it ended, steps run and failed
     History {
@@ -355,9 +358,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             expand,
         ),
         Command::Why { step, json, format } => why(&project, &step, wants_json(json, format)),
-        Command::Status { run, json, format } => match run {
+        Command::Status {
+            run,
+            json,
+            format,
+            expand,
+        } => match run {
             Some(id) => status_of_run(&project, id, wants_json(json, format)),
-            None => status(&project, wants_json(json, format)),
+            None => status(&project, wants_json(json, format), expand),
         },
         Command::History {
             limit,
@@ -864,7 +872,69 @@ fn summarize_components(keys: &[String]) -> String {
     parts.join(", ")
 }
 
-fn status(project: &Project, json: bool) -> Result<i32> {
+/// One `status` row per template: `align (6)`, its results counted, the
+/// latest time, the attempts summed.
+fn fold_templates(
+    pipeline: &crate::Pipeline,
+    plan: &crate::Plan,
+    rows: Vec<[String; 6]>,
+) -> Vec<[String; 6]> {
+    let mut out: Vec<[String; 6]> = Vec::new();
+    let mut folded: Vec<(String, usize)> = Vec::new();
+    for (s, row) in plan.steps.iter().zip(rows) {
+        let Some(template) = pipeline.step(s.id).template.clone() else {
+            out.push(row);
+            continue;
+        };
+        let at = match folded.iter().find(|(t, _)| *t == template) {
+            Some(&(_, i)) => i,
+            None => {
+                folded.push((template.clone(), out.len()));
+                out.push([
+                    template,
+                    String::new(),
+                    "-".into(),
+                    "-".into(),
+                    "0".into(),
+                    "-".into(),
+                ]);
+                out.len() - 1
+            }
+        };
+        let group = &mut out[at];
+        // Results as "5 ok, 1 exit code 3": counted in the result column.
+        let mut counts: Vec<(String, usize)> = group[1]
+            .split(", ")
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                p.split_once(' ')
+                    .map(|(n, r)| (r.to_string(), n.parse().unwrap_or(0)))
+            })
+            .collect();
+        match counts.iter_mut().find(|(r, _)| *r == row[1]) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((row[1].clone(), 1)),
+        }
+        group[1] = counts
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if row[2] != "-" && (group[2] == "-" || row[2] > group[2]) {
+            group[2] = row[2].clone();
+        }
+        let attempts: u64 =
+            group[4].parse::<u64>().unwrap_or(0) + row[4].parse::<u64>().unwrap_or(0);
+        group[4] = attempts.to_string();
+    }
+    for (template, at) in folded {
+        let n = pipeline.template(&template).map_or(0, <[_]>::len);
+        out[at][0] = format!("{template} ({n} steps)");
+    }
+    out
+}
+
+fn status(project: &Project, json: bool, expand: bool) -> Result<i32> {
     let (pipeline, state) = (&project.pipeline, &project.state);
     let inspection = &*Box::leak(Box::new(project.inspect(&[], Mode::Fingerprint)?));
     let loaded = &inspection.loaded;
@@ -935,6 +1005,12 @@ fn status(project: &Project, json: bool) -> Result<i32> {
             }
         })
         .collect();
+    // Expansions of a template fold into one row, unless asked for each.
+    let rows = if expand {
+        rows
+    } else {
+        fold_templates(pipeline, the_plan, rows)
+    };
     let header = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"].map(String::from);
     let mut widths = [0usize; 6];
     for row in std::iter::once(&header).chain(&rows) {

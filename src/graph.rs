@@ -128,17 +128,38 @@ pub fn dot(pipeline: &Pipeline, plan: &Plan) -> String {
     out.push_str("  graph [rankdir=LR, fontname=\"Helvetica\"];\n");
     out.push_str("  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n");
     out.push_str("  edge [color=\"#888888\"];\n");
-    for s in &plan.steps {
+    let node = |out: &mut String, s: &StepPlan, indent: &str| {
         let name = &pipeline.step(s.id).name;
         let (fill, border) = Kind::of(s).colors();
         let _ = writeln!(
             out,
-            "  \"{}\" [label=\"{}\\n{}\", fillcolor=\"{fill}\", color=\"{border}\", tooltip=\"{}\"];",
+            "{indent}\"{}\" [label=\"{}\\n{}\", fillcolor=\"{fill}\", color=\"{border}\", tooltip=\"{}\"];",
             dot_escape(name),
             dot_escape(name),
             s.state,
             dot_escape(&s.reason)
         );
+    };
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| pipeline.step(s.id).template.is_none())
+    {
+        node(&mut out, s, "  ");
+    }
+    // The expansions of a matrix or for_each step, boxed under its name.
+    for (template, members) in groups(pipeline, plan) {
+        let _ = writeln!(
+            out,
+            "  subgraph \"cluster_{}\" {{\n    label=\"{} ({})\";\n    style=\"rounded,dashed\";",
+            dot_escape(template),
+            dot_escape(template),
+            members.len()
+        );
+        for s in members {
+            node(&mut out, s, "    ");
+        }
+        out.push_str("  }\n");
     }
     for (from, to) in edges(pipeline, plan) {
         let _ = writeln!(
@@ -152,19 +173,53 @@ pub fn dot(pipeline: &Pipeline, plan: &Plan) -> String {
     out
 }
 
+/// The expansions of each template in the plan, templates in plan order.
+fn groups<'p>(pipeline: &'p Pipeline, plan: &'p Plan) -> Vec<(&'p str, Vec<&'p StepPlan>)> {
+    let mut out: Vec<(&str, Vec<&StepPlan>)> = Vec::new();
+    for s in &plan.steps {
+        let Some(template) = pipeline.step(s.id).template.as_deref() else {
+            continue;
+        };
+        match out.iter_mut().find(|(t, _)| *t == template) {
+            Some((_, members)) => members.push(s),
+            None => out.push((template, vec![s])),
+        }
+    }
+    out
+}
+
 /// Mermaid: paste into a Markdown file between ```` ```mermaid ```` fences.
 pub fn mermaid(pipeline: &Pipeline, plan: &Plan) -> String {
     let id = |s: StepId| format!("s{}", s.0);
     let mut out = String::from("flowchart LR\n");
-    for s in &plan.steps {
+    let node = |out: &mut String, s: &StepPlan, indent: &str| {
         let name = &pipeline.step(s.id).name;
         let _ = writeln!(
             out,
-            "  {}[\"{}<br/><small>{}</small>\"]",
+            "{indent}{}[\"{}<br/><small>{}</small>\"]",
             id(s.id),
             name.replace('"', "#quot;"),
             s.state
         );
+    };
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| pipeline.step(s.id).template.is_none())
+    {
+        node(&mut out, s, "  ");
+    }
+    for (n, (template, members)) in groups(pipeline, plan).into_iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  subgraph t{n}[\"{} ({})\"]",
+            template.replace('"', "#quot;"),
+            members.len()
+        );
+        for s in members {
+            node(&mut out, s, "    ");
+        }
+        out.push_str("  end\n");
     }
     for (from, to) in edges(pipeline, plan) {
         let _ = writeln!(out, "  {} --> {}", id(from), id(to));
