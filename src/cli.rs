@@ -107,6 +107,12 @@ enum Command {
     /// Export or import the checkpoint as a JSON list of [name, ok] pairs
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Check the state dir (exit 0 clean, 1 problems); --repair moves unreadable journal lines aside
+    Fsck {
+        /// Move unreadable journal lines to .stepwise/journal.corrupt.<time> and rewrite the journal with the rest
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +159,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
+    // fsck looks at the state dir alone: it must work while the pipeline
+    // file does not parse.
+    if let Command::Fsck { repair } = cli.command {
+        return crate::fsck::command(&path, repair);
+    }
     let project = Project::open(&path)?;
     match cli.command {
         Command::Run {
@@ -194,6 +205,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => forget(&project, &steps, all, downstream, dry_run),
         Command::Checkpoint(CheckpointCommand::Export) => export(&project.state),
         Command::Checkpoint(CheckpointCommand::Import { file }) => import(&project, &file),
+        Command::Fsck { .. } => unreachable!("handled before the pipeline is loaded"),
     }
 }
 

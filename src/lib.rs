@@ -17,6 +17,7 @@
 //! - [`plan`]: which steps run and why
 //! - [`scheduler`] and [`process`]: running steps along the graph
 //! - [`state_dir`] and [`lock`]: the `.stepwise/` folder and its one writer
+//! - [`fsck`]: checking the state dir, and repairing an unreadable journal
 //! - [`project`]: a pipeline and its state dir, with the operations of the
 //!   command line as library calls
 //! - [`report`]: what a run prints
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod error;
 pub mod fingerprint;
+pub mod fsck;
 pub mod hash;
 pub mod history;
 pub mod journal;

@@ -72,6 +72,10 @@ pub struct Step {
     /// Working dir, relative to the pipeline's root.
     pub dir: Option<String>,
     pub env: BTreeMap<String, String>,
+    /// Variables passed from stepwise's own environment to this step only,
+    /// by name: their values never enter the fingerprint, the journal or any
+    /// output, and steps that do not declare them do not get them.
+    pub secret_env: Vec<String>,
     /// Direct dependencies, without duplicates, in the order listed.
     pub after: Vec<StepId>,
     /// Files, folders or glob patterns whose content the step reads,
@@ -285,6 +289,7 @@ const STEP_KEYS: &[&str] = &[
     "run",
     "dir",
     "env",
+    "secret_env",
     "after",
     "inputs",
     "outputs",
@@ -311,6 +316,7 @@ struct RawStep {
     run: Option<String>,
     dir: Option<String>,
     env: BTreeMap<String, String>,
+    secret_env: Vec<Spanned<String>>,
     after: Option<Vec<Spanned<String>>>,
     inputs: Vec<String>,
     outputs: Vec<Spanned<String>>,
@@ -463,6 +469,7 @@ impl Cx<'_> {
             run: None,
             dir: None,
             env: BTreeMap::new(),
+            secret_env: Vec::new(),
             after: None,
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -516,6 +523,16 @@ impl Cx<'_> {
                     other => self.type_error(value.span(), &format!("`dir` {place}"), "a string", other),
                 },
                 "env" => step.env = self.env_table(value, &format!("`env` {place}")),
+                "secret_env" => {
+                    for var in self.string_list(value, &format!("`secret_env` {place}")).unwrap_or_default() {
+                        let name = var.get_ref();
+                        if name.is_empty() || name.contains('=') {
+                            self.error(var.span(), format!("`{name}` in `secret_env` {place} is not a valid environment variable name"));
+                        } else if !step.secret_env.iter().any(|s| s.get_ref() == name) {
+                            step.secret_env.push(var);
+                        }
+                    }
+                }
                 "after" => step.after = self.string_list(value, &format!("`after` {place}")),
                 "inputs" => {
                     for input in self.string_list(value, &format!("`inputs` {place}")).unwrap_or_default() {
@@ -794,6 +811,24 @@ impl Cx<'_> {
             edges.push(deps);
         }
         for (number, step) in raw.steps.iter().enumerate() {
+            // A value written in the file is hashed into the fingerprint: a
+            // secret there would be both in clear in the file and guessable
+            // from the journal. One name cannot be both.
+            for var in &step.secret_env {
+                let name = var.get_ref();
+                let place = if step.env.contains_key(name) {
+                    "this step's `env`"
+                } else if raw.env.contains_key(name) {
+                    "`[pipeline] env`"
+                } else {
+                    continue;
+                };
+                self.error_help(
+                    var.span(),
+                    format!("`{name}` is in `secret_env` and also set in {place}"),
+                    "a secret comes from stepwise's own environment (export it before `stepwise run`); remove it from `env`",
+                );
+            }
             for output in &step.outputs {
                 if let Err(problem) = inside_root(root, step.dir.as_deref(), output.get_ref()) {
                     let place = match &step.name {
@@ -832,6 +867,7 @@ impl Cx<'_> {
                 run: s.run.unwrap_or_default(),
                 dir: s.dir,
                 env: s.env,
+                secret_env: s.secret_env.into_iter().map(Spanned::into_inner).collect(),
                 after: deps.into_iter().map(|(d, _)| d).collect(),
                 inputs: s.inputs,
                 outputs: s.outputs.into_iter().map(Spanned::into_inner).collect(),

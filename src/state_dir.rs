@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::history::History;
 use crate::journal::{self, JsonlStore, Store};
 use crate::lock::{Holder, StateLock};
@@ -46,6 +46,19 @@ impl StateDir {
     /// folder never mix their records or lock each other out.
     pub fn for_pipeline(pipeline: &Pipeline) -> StateDir {
         StateDir::new(pipeline.root.join(state_dir_name(&pipeline.path)))
+    }
+
+    /// The state dir of the pipeline file at `path`, without reading the
+    /// file: for commands that look at the state alone (`fsck`), which must
+    /// work even while the pipeline file does not parse.
+    pub fn for_pipeline_file(path: &Path) -> Result<StateDir> {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let root = std::path::absolute(folder)
+            .context(format!("cannot resolve the folder of {}", path.display()))?;
+        Ok(StateDir::new(root.join(state_dir_name(path))))
     }
 
     pub fn new(dir: impl Into<PathBuf>) -> StateDir {
@@ -118,7 +131,7 @@ impl StateDir {
     /// [`Error::Locked`](crate::Error::Locked)), and reads the journal.
     pub fn open_writer(&self, sync: SyncMode, command: &str) -> Result<Writer> {
         if !self.dir.is_dir() {
-            fs::create_dir_all(&self.dir).context(format!(
+            create_private_dir(&self.dir).context(format!(
                 "cannot create the state dir {}",
                 self.dir.display()
             ))?;
@@ -126,9 +139,11 @@ impl StateDir {
                 journal::sync_dir(parent)?;
             }
         }
+        self.check_writable()?;
         let lock = StateLock::acquire(&self.lock(), command)?;
         let mut history = History::default();
-        let (store, report) = JsonlStore::open_reading(&self.journal(), sync, &mut |r| history.apply(r))?;
+        let (store, report) =
+            JsonlStore::open_reading(&self.journal(), sync, &mut |r| history.apply(r))?;
         let mut warnings = zero_warnings(&self.journal(), &report);
         if let Some(line) = report.torn_line {
             warnings.push(torn_warning(&self.journal(), line, "it has been cut off"));
@@ -140,6 +155,38 @@ impl StateDir {
             _lock: lock,
         })
     }
+}
+
+impl StateDir {
+    /// Fails, before anything is written or run, unless this process can
+    /// create files in the state dir: otherwise a run would start steps and
+    /// then fail to record them, or fail at the first log.
+    fn check_writable(&self) -> Result<()> {
+        use nix::unistd::{AccessFlags, access};
+        match access(&self.dir, AccessFlags::W_OK | AccessFlags::X_OK) {
+            Ok(()) => Ok(()),
+            Err(errno) => Err(Error::Usage {
+                message: format!(
+                    "the state dir {} is not writable: {}",
+                    self.dir.display(),
+                    std::io::Error::from(errno)
+                ),
+                help: Some(
+                    "stepwise records every attempt there before it runs anything; make it writable (e.g. `chmod u+rwx` it, or remount the filesystem read-write); nothing was run or changed".into(),
+                ),
+            }),
+        }
+    }
+}
+
+/// Creates a folder (and missing parents) readable by its owner only: the
+/// state dir holds the journal and the steps' logs, which may show secrets.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 impl Writer {
