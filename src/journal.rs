@@ -965,6 +965,24 @@ mod tests {
     }
 
     #[test]
+    fn a_store_whose_file_was_replaced_refuses_every_later_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let record = Record::Forgotten { at: 1, steps: None };
+        let mut store = JsonlStore::open(&path, SyncMode::Always).unwrap();
+        store.append(&record).unwrap();
+        std::fs::copy(&path, dir.path().join("copy")).unwrap();
+        std::fs::rename(dir.path().join("copy"), &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = store.append(&record).unwrap_err().to_string();
+        assert!(err.contains("replaced by another file"), "{err}");
+        // Failed for good, even if the path is put back.
+        assert!(store.append(&record).is_err());
+        assert!(store.sync().is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
     fn the_writer_cuts_a_torn_tail_and_appends_whole_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");

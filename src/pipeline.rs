@@ -1228,6 +1228,25 @@ mod tests {
     }
 
     #[test]
+    fn secret_env_names_are_kept_once_and_checked() {
+        let p = parse(
+            "[[step]]\nname = \"a\"\nrun = \"x\"\nsecret_env = [\"TOKEN\", \"KEY\", \"TOKEN\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.steps[0].secret_env, ["TOKEN", "KEY"]);
+        let e = first_error("[[step]]\nname = \"a\"\nrun = \"x\"\nsecret_env = [\"A=B\"]\n");
+        assert!(e.contains("not a valid environment variable name"), "{e}");
+        let e = first_error(
+            "[[step]]\nname = \"a\"\nrun = \"x\"\nenv = { K = \"v\" }\nsecret_env = [\"K\"]\n",
+        );
+        assert!(
+            e.contains("`K` is in `secret_env` and also set in this step's `env`"),
+            "{e}"
+        );
+        assert!(e.contains("stepwise.toml:5:15"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_suggests() {
         let e = first_error("[[step]]\nnmae = \"a\"\nrun = \"x\"\n");
         assert!(e.contains("unknown key `nmae` in step #1"), "{e}");
