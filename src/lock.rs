@@ -54,17 +54,34 @@ impl StateLock {
             .open(path)
             .context(format!("cannot open the lock file {}", path.display()))?;
         let fl = whole_file(libc::F_WRLCK as libc::c_short);
-        match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
-            Ok(_) => {}
-            Err(Errno::EAGAIN | Errno::EACCES) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                    holder: read_holder(&mut file),
-                });
-            }
-            Err(e) => {
-                return Err(std::io::Error::from(e))
-                    .context(format!("cannot lock {}", path.display()));
+        let deadline = std::time::Instant::now() + DEAD_HOLDER_WAIT;
+        loop {
+            match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
+                Ok(_) => break,
+                Err(Errno::EAGAIN | Errno::EACCES) => {
+                    let holder = read_holder(&mut file);
+                    // The process that took the lock is gone, yet the lock is
+                    // held: a step it was starting still has a copy of the
+                    // descriptor for the instant before its `exec` (or its
+                    // death by PDEATHSIG). That ends by itself, so wait for
+                    // it rather than report a run that no longer exists.
+                    let dead = holder
+                        .as_ref()
+                        .and_then(|h| h.pid)
+                        .is_some_and(|pid| !alive(pid));
+                    if dead && std::time::Instant::now() < deadline {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                        holder,
+                    });
+                }
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .context(format!("cannot lock {}", path.display()));
+                }
             }
         }
         // Best effort: this is only for messages.
@@ -92,6 +109,23 @@ impl StateLock {
         } else {
             Some(read_holder(&mut file).unwrap_or_default())
         }
+    }
+}
+
+/// How long to wait for a lock whose taker is dead to be released (see
+/// [`StateLock::acquire`]); a live holder is reported at once.
+const DEAD_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether process `pid` exists and is not a zombie (a zombie's descriptors
+/// are closed already).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 
@@ -150,5 +184,26 @@ mod tests {
         drop(first);
         assert_eq!(StateLock::holder(&path), None);
         StateLock::acquire(&path, "run").unwrap();
+    }
+
+    #[test]
+    fn a_lock_still_held_after_its_taker_died_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = StateLock::acquire(&path, "run").unwrap();
+        // The lock file now names a process that has exited and been reaped,
+        // while a descriptor (here: ours) still holds the lock.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        std::fs::write(&path, format!("{dead}\nrun\n")).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(first);
+        });
+        let started = std::time::Instant::now();
+        StateLock::acquire(&path, "run").expect("acquired once the descriptor is closed");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(90));
+        release.join().unwrap();
     }
 }
