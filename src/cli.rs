@@ -243,6 +243,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Check the state dir (exit 0 clean, 1 problems); --repair moves unreadable journal lines aside
+    Fsck {
+        /// Move unreadable journal lines to .stepwise/journal.corrupt.<time> and rewrite the journal with the rest
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,6 +303,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
+    // fsck looks at the state dir alone: it must work while the pipeline
+    // file does not parse.
+    if let Command::Fsck { repair } = cli.command {
+        return crate::fsck::command(&path, repair);
+    }
     // The commands that need no pipeline.
     match &cli.command {
         Command::Init => {
@@ -403,6 +414,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Checkpoint(CheckpointCommand::Export) => export(&project.state),
         Command::Checkpoint(CheckpointCommand::Import { file }) => import(&project, &file),
         Command::Init | Command::Completions { .. } | Command::Man { .. } => Ok(EXIT_OK),
+        Command::Fsck { .. } => unreachable!("handled before the pipeline is loaded"),
     }
 }
 

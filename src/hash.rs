@@ -219,6 +219,22 @@ impl FileHasher {
     }
 }
 
+/// Checks the cache file at `path` the way [`FileHasher::load`] reads it:
+/// the number of entries, `Ok(0)` when there is no cache, or why it cannot
+/// be trusted.
+pub fn check_cache(path: &Path) -> Result<usize, String> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|_| "is not text".to_string())?;
+            parse_cache(&text)
+                .map(|map| map.len())
+                .ok_or_else(|| "is corrupt (its checksum or an entry is wrong)".to_string())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    }
+}
+
 /// Parses a cache file; `None` unless every byte of it checks out.
 fn parse_cache(text: &str) -> Option<HashMap<PathBuf, (Stamp, Digest)>> {
     // The last line is a checksum of everything before it: a cache corrupted
@@ -252,8 +268,10 @@ fn parse_cache(text: &str) -> Option<HashMap<PathBuf, (Stamp, Digest)>> {
 
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new
 /// contents, never a mix: temp file in the same folder, fsync, rename, fsync
-/// of the folder.
+/// of the folder. The file is created readable by its owner only: what
+/// stepwise keeps in its state dir is nobody else's business.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -261,7 +279,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -833,6 +834,10 @@ pub struct JsonlStore {
     /// the kernel, so it is kept here and every later call fails with it:
     /// we never carry on as if records were safe when they may not be.
     failed: Arc<Mutex<Option<String>>>,
+    /// Device and inode of the file we opened: if the path stops naming
+    /// this file (someone moved, deleted or replaced the journal), appending
+    /// on would write records nobody reads, a silent fork of the history.
+    identity: (u64, u64),
     /// Dropping this stops the group-commit thread, which then syncs once more.
     stop: Option<mpsc::Sender<()>>,
     committer: Option<thread::JoinHandle<()>>,
@@ -863,15 +868,21 @@ impl JsonlStore {
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(path)
             .context(format!("cannot open the journal {}", path.display()))?;
         if created && let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
+        let identity = file
+            .metadata()
+            .map(|m| (m.dev(), m.ino()))
+            .context(format!("cannot stat the journal {}", path.display()))?;
         let mut store = JsonlStore {
             path: path.to_path_buf(),
             file: Arc::new(file),
             mode,
+            identity,
             len: 0,
             dirty: Arc::new(AtomicBool::new(false)),
             syncing: Arc::new(Mutex::new(())),
@@ -959,6 +970,32 @@ impl JsonlStore {
         }
     }
 
+    /// Fails (for good) if the journal's path no longer names the file this
+    /// store writes to. One `stat` per record: nothing next to the `write`.
+    fn check_identity(&self) -> Result<()> {
+        let now = match std::fs::metadata(&self.path) {
+            Ok(m) => Some((m.dev(), m.ino())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e).context(format!("cannot stat the journal {}", self.path.display()));
+            }
+        };
+        if now == Some(self.identity) {
+            return Ok(());
+        }
+        let what = if now.is_some() {
+            "replaced by another file"
+        } else {
+            "moved or deleted"
+        };
+        let why = format!(
+            "it was {what} while this process was writing it; stopping rather than recording into a file nobody reads (check what else touched {})",
+            self.path.display()
+        );
+        self.fail(why);
+        self.check()
+    }
+
     fn fail(&self, why: String) {
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         failed.get_or_insert(why);
@@ -985,6 +1022,7 @@ impl Store for JsonlStore {
 
     fn append(&mut self, record: &Record) -> Result<()> {
         self.check()?;
+        self.check_identity()?;
         let line = record.to_line();
         // One write of the whole line: `write_all` only loops on a short
         // write, which regular files do not do short of a full disk.
@@ -993,9 +1031,18 @@ impl Store for JsonlStore {
             // ends with a whole record, and refuse to go on.
             let _ = self.file.set_len(self.len);
             self.fail(format!("cannot append to it: {e}"));
+            let full = matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ENOSPC | nix::libc::EFBIG | nix::libc::EDQUOT)
+            );
             return Err(e).context(format!(
-                "cannot append to the journal {}",
-                self.path.display()
+                "cannot append to the journal {}{}",
+                self.path.display(),
+                if full {
+                    " (the disk is full, or a file size limit was hit): stopped; every record before this one is kept, and the steps whose results could not be recorded run again next time"
+                } else {
+                    ""
+                }
             ));
         }
         self.len += line.len() as u64;
@@ -1014,6 +1061,7 @@ impl Store for JsonlStore {
 
     fn sync(&mut self) -> Result<()> {
         self.check()?;
+        self.check_identity()?;
         // Nothing appended since the last sync (ours or the group commit's,
         // which holds this lock until its fsync returns): nothing to make
         // durable, and an fsync costs milliseconds a no-op run should not pay.
@@ -1361,6 +1409,24 @@ mod tests {
         assert_eq!(err, RecordError::Newer { version: 2 });
         let err = Record::from_line(b"{\"v\":3,\"event\":\"new kind\",\"stuff\":[1]}").unwrap_err();
         assert_eq!(err, RecordError::Newer { version: 3 });
+    }
+
+    #[test]
+    fn a_store_whose_file_was_replaced_refuses_every_later_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let record = Record::Forgotten { at: 1, steps: None };
+        let mut store = JsonlStore::open(&path, SyncMode::Always).unwrap();
+        store.append(&record).unwrap();
+        std::fs::copy(&path, dir.path().join("copy")).unwrap();
+        std::fs::rename(dir.path().join("copy"), &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = store.append(&record).unwrap_err().to_string();
+        assert!(err.contains("replaced by another file"), "{err}");
+        // Failed for good, even if the path is put back.
+        assert!(store.append(&record).is_err());
+        assert!(store.sync().is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 
     #[test]

@@ -147,6 +147,7 @@
 //! - [`plan`](mod@plan): which steps run and why
 //! - [`scheduler`] and [`process`]: running commands along the graph
 //! - [`state_dir`] and [`lock`]: the `.stepwise/` folder and its one writer
+//! - [`fsck`]: checking the state dir, and repairing an unreadable journal
 //! - [`project`]: a pipeline and its state dir, with the operations of the
 //!   command line as library calls
 //! - [`report`]: what a run prints, behind the `Progress` trait; [`live`]
@@ -167,6 +168,7 @@ pub mod durable;
 pub mod error;
 pub mod events;
 pub mod fingerprint;
+pub mod fsck;
 pub mod graph;
 pub mod hash;
 pub mod history;

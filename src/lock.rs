@@ -54,23 +54,23 @@ impl StateLock {
             .open(path)
             .context(format!("cannot open the lock file {}", path.display()))?;
         let fl = whole_file(libc::F_WRLCK as libc::c_short);
-        // A holder that is already dead can still hold the lock for a moment:
-        // a step process it was starting has a copy of the descriptor until
-        // it calls exec (or its parent-death signal arrives). Wait that out,
-        // briefly; a live holder is refused at once.
-        let mut patience = 100;
+        let deadline = std::time::Instant::now() + DEAD_HOLDER_WAIT;
         loop {
             match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&fl)) {
                 Ok(_) => break,
                 Err(Errno::EAGAIN | Errno::EACCES) => {
                     let holder = read_holder(&mut file);
+                    // The process that took the lock is gone, yet the lock is
+                    // held: a step it was starting still has a copy of the
+                    // descriptor for the instant before its `exec` (or its
+                    // death by PDEATHSIG). That ends by itself, so wait for
+                    // it rather than report a run that no longer exists.
                     let dead = holder
                         .as_ref()
                         .and_then(|h| h.pid)
-                        .is_some_and(|pid| !process_alive(pid));
-                    if dead && patience > 0 {
-                        patience -= 1;
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        .is_some_and(|pid| !alive(pid));
+                    if dead && std::time::Instant::now() < deadline {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
                         continue;
                     }
                     return Err(Error::Locked {
@@ -124,6 +124,23 @@ impl Drop for StateLock {
     }
 }
 
+/// How long to wait for a lock whose taker is dead to be released (see
+/// [`StateLock::acquire`]); a live holder is reported at once.
+const DEAD_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether process `pid` exists and is not a zombie (a zombie's descriptors
+/// are closed already).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 /// Who holds a lock, as far as it wrote down (a holder that just took the
 /// lock may not have yet).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -159,18 +176,6 @@ impl std::fmt::Display for Holder {
             (None, Some(cmd)) => write!(f, "`stepwise {cmd}`"),
             (None, None) => write!(f, "another process"),
         }
-    }
-}
-
-/// Whether a process exists and is not a zombie (a zombie holds no
-/// descriptors).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
     }
 }
 
@@ -222,5 +227,26 @@ mod tests {
         assert_eq!(StateLock::holder(&path), None);
         StateLock::acquire(&path, "run").unwrap();
         drop(copy);
+    }
+
+    #[test]
+    fn a_lock_still_held_after_its_taker_died_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = StateLock::acquire(&path, "run").unwrap();
+        // The lock file now names a process that has exited and been reaped,
+        // while a descriptor (here: ours) still holds the lock.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        std::fs::write(&path, format!("{dead}\nrun\n")).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(first);
+        });
+        let started = std::time::Instant::now();
+        StateLock::acquire(&path, "run").expect("acquired once the descriptor is closed");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(90));
+        release.join().unwrap();
     }
 }

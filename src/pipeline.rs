@@ -90,6 +90,10 @@ pub struct Step {
     pub dir: Option<String>,
     /// The step's own variables, set over the pipeline's (its value wins).
     pub env: BTreeMap<String, String>,
+    /// Variables passed from stepwise's own environment to this step only,
+    /// by name: their values never enter the fingerprint, the journal or any
+    /// output, and steps that do not declare them do not get them.
+    pub secret_env: Vec<String>,
     /// Direct dependencies, without duplicates, in the order listed.
     pub after: Vec<StepId>,
     /// Files, folders or glob patterns whose content the step reads,
@@ -241,6 +245,7 @@ impl Pipeline {
                 run: String::new(),
                 dir: None,
                 env: BTreeMap::new(),
+                secret_env: Vec::new(),
                 after: Vec::new(),
                 inputs: Vec::new(),
                 outputs: Vec::new(),
@@ -451,6 +456,7 @@ const STEP_KEYS: &[&str] = &[
     "run",
     "dir",
     "env",
+    "secret_env",
     "after",
     "inputs",
     "outputs",
@@ -481,6 +487,7 @@ struct RawStep {
     run: Option<String>,
     dir: Option<String>,
     env: BTreeMap<String, String>,
+    secret_env: Vec<Spanned<String>>,
     after: Option<Vec<Spanned<String>>>,
     inputs: Vec<String>,
     outputs: Vec<Spanned<String>>,
@@ -645,6 +652,7 @@ impl Cx<'_> {
             run: None,
             dir: None,
             env: BTreeMap::new(),
+            secret_env: Vec::new(),
             after: None,
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -723,6 +731,20 @@ impl Cx<'_> {
                     step.env = self.env_table(value, &format!("`env` {place}"));
                     if let DeValue::Table(t) = value.get_ref() {
                         step.spans.env = t.iter().map(|(k, v)| (k.get_ref().to_string(), v.span())).collect();
+                    }
+                }
+                "secret_env" => {
+                    for var in self.string_list(value, &format!("`secret_env` {place}")).unwrap_or_default() {
+                        let name = var.get_ref();
+                        if name.is_empty() || name.contains('=') {
+                            self.error_help(
+                                var.span(),
+                                format!("`{name}` in `secret_env` {place} is not a valid environment variable name"),
+                                "list the names of variables from stepwise's own environment, for example secret_env = [\"API_TOKEN\"]",
+                            );
+                        } else if !step.secret_env.iter().any(|s| s.get_ref() == name) {
+                            step.secret_env.push(var);
+                        }
                     }
                 }
                 "after" => step.after = self.string_list(value, &format!("`after` {place}")),
@@ -1255,6 +1277,24 @@ impl Cx<'_> {
             edges.push(deps);
         }
         for (number, step) in raw.steps.iter().enumerate() {
+            // A value written in the file is hashed into the fingerprint: a
+            // secret there would be both in clear in the file and guessable
+            // from the journal. One name cannot be both.
+            for var in &step.secret_env {
+                let name = var.get_ref();
+                let place = if step.env.contains_key(name) {
+                    "this step's `env`"
+                } else if raw.env.contains_key(name) {
+                    "`[pipeline] env`"
+                } else {
+                    continue;
+                };
+                self.error_help(
+                    var.span(),
+                    format!("`{name}` is in `secret_env` and also set in {place}"),
+                    "a secret comes from stepwise's own environment (export it before `stepwise run`); remove it from `env`",
+                );
+            }
             for output in &step.outputs {
                 if let Err(problem) = inside_root(root, step.dir.as_deref(), output.get_ref()) {
                     let place = match &step.name {
@@ -1299,6 +1339,7 @@ impl Cx<'_> {
                 run: s.run.unwrap_or_default(),
                 dir: s.dir,
                 env: s.env,
+                secret_env: s.secret_env.into_iter().map(Spanned::into_inner).collect(),
                 after: deps.into_iter().map(|(d, _)| d).collect(),
                 inputs: s.inputs,
                 outputs: s.outputs.into_iter().map(Spanned::into_inner).collect(),
@@ -1726,6 +1767,25 @@ mod tests {
         }
         let e = first_error("[[step]]\nname = \"a\"\nrun = \"x\"\ninputs = [\"a[\"]\n");
         assert!(e.contains("not a valid glob pattern"), "{e}");
+    }
+
+    #[test]
+    fn secret_env_names_are_kept_once_and_checked() {
+        let p = parse(
+            "[[step]]\nname = \"a\"\nrun = \"x\"\nsecret_env = [\"TOKEN\", \"KEY\", \"TOKEN\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.steps[0].secret_env, ["TOKEN", "KEY"]);
+        let e = first_error("[[step]]\nname = \"a\"\nrun = \"x\"\nsecret_env = [\"A=B\"]\n");
+        assert!(e.contains("not a valid environment variable name"), "{e}");
+        let e = first_error(
+            "[[step]]\nname = \"a\"\nrun = \"x\"\nenv = { K = \"v\" }\nsecret_env = [\"K\"]\n",
+        );
+        assert!(
+            e.contains("`K` is in `secret_env` and also set in this step's `env`"),
+            "{e}"
+        );
+        assert!(e.contains("stepwise.toml:5:15"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -46,6 +47,8 @@ pub struct Spec<'a> {
     pub dir: &'a Path,
     /// Set on top of the inherited environment, in order.
     pub env: Vec<(&'a str, &'a str)>,
+    /// Inherited variables the step must not get (other steps' secrets).
+    pub withheld: Vec<&'a str>,
 }
 
 /// A running step process.
@@ -246,6 +249,25 @@ impl LazyLog {
     pub fn exists(&self) -> bool {
         self.file.is_some()
     }
+
+    /// Whether the log could be created now: its folder is writable and its
+    /// path is free or a file. (Creation can still fail later, when the
+    /// first byte comes, on a full disk: then the output is dropped with a
+    /// warning and the step goes on, since killing it would lose its work.)
+    pub fn check(&self) -> io::Result<()> {
+        use nix::unistd::{AccessFlags, access};
+        let folder = self.path.parent().unwrap_or(Path::new("."));
+        access(folder, AccessFlags::W_OK | AccessFlags::X_OK).map_err(io::Error::from)?;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if !meta.is_file() => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "something other than a file is in its place",
+            )),
+            Ok(_) => access(&self.path, AccessFlags::W_OK).map_err(io::Error::from),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl Write for LazyLog {
@@ -254,7 +276,14 @@ impl Write for LazyLog {
             return Ok(buf.len());
         }
         if self.file.is_none() {
-            match File::create(&self.path) {
+            // Owner-only: a step's output may show what its environment holds.
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&self.path);
+            match created {
                 Ok(f) => self.file = Some(f),
                 Err(e) => {
                     self.error = Some(e);

@@ -188,7 +188,7 @@ pub fn execute(
         at: now(),
         pid: std::process::id(),
     })?;
-    std::fs::create_dir_all(state.logs())
+    crate::state_dir::create_private_dir(&state.logs())
         .context(format!("cannot create {}", state.logs().display()))?;
 
     // Waiting for steps needs SIGCHLD at its default: a parent that ran us
@@ -236,6 +236,9 @@ struct Scheduler<'a> {
     started: Instant,
     /// The shell program resolved once per `PATH`, not at every spawn.
     programs: HashMap<Option<OsString>, PathBuf>,
+    /// Every name in some step's `secret_env`: withheld from the steps that
+    /// do not declare it.
+    secrets: Vec<String>,
 
     to_run: Vec<bool>,
     dependents: Vec<Vec<StepId>>,
@@ -299,6 +302,16 @@ impl<'a> Scheduler<'a> {
             run,
             started: Instant::now(),
             programs: HashMap::new(),
+            secrets: {
+                let mut all: Vec<String> = pipeline
+                    .steps
+                    .iter()
+                    .flat_map(|s| s.secret_env.clone())
+                    .collect();
+                all.sort();
+                all.dedup();
+                all
+            },
             to_run,
             dependents: pipeline.dependents(),
             waiting,
@@ -453,6 +466,23 @@ impl<'a> Scheduler<'a> {
             let _ = writeln!(log, "stepwise: not started: {why}");
             return self.ended(id, attempt, Outcome::NotStarted(why), 0, &log);
         }
+        if let Some(name) = step
+            .secret_env
+            .iter()
+            .find(|name| std::env::var_os(name).is_none())
+        {
+            let why =
+                format!("`{name}` (in its `secret_env`) is not set in stepwise's environment");
+            let _ = writeln!(log, "stepwise: not started: {why}");
+            return self.ended(id, attempt, Outcome::NotStarted(why), 0, &log);
+        }
+        // The log is created on the step's first byte of output, but whether
+        // it can be is checked now: a step whose output would have nowhere
+        // to go is not started at all.
+        if let Err(e) = log.check() {
+            let why = format!("cannot create its log {}: {e}", log.path().display());
+            return self.ended(id, attempt, Outcome::NotStarted(why), 0, &log);
+        }
         let started = Instant::now();
         match self.spawn(id, attempt) {
             Ok(child) => {
@@ -500,12 +530,19 @@ impl<'a> Scheduler<'a> {
         env.push((process::RUN_VAR, &run));
         env.push((process::STATE_DIR_VAR, &self.state_dir_var));
         let dir = pipeline.step_dir(id);
+        let withheld = self
+            .secrets
+            .iter()
+            .filter(|name| !step.secret_env.contains(name))
+            .map(String::as_str)
+            .collect();
         process::spawn(process::Spec {
             program: &program,
             args: &pipeline.shell[1..],
             run: &step.run,
             dir: &dir,
             env,
+            withheld,
         })
     }
 

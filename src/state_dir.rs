@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::compact;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::history::History;
 use crate::journal::{self, JsonlStore, Store};
 use crate::lock::{Holder, StateLock};
@@ -61,6 +61,19 @@ impl StateDir {
     /// folder never mix their records or lock each other out.
     pub fn for_pipeline(pipeline: &Pipeline) -> StateDir {
         StateDir::new(pipeline.root.join(state_dir_name(&pipeline.path)))
+    }
+
+    /// The state dir of the pipeline file at `path`, without reading the
+    /// file: for commands that look at the state alone (`fsck`), which must
+    /// work even while the pipeline file does not parse.
+    pub fn for_pipeline_file(path: &Path) -> Result<StateDir> {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let root = std::path::absolute(folder)
+            .context(format!("cannot resolve the folder of {}", path.display()))?;
+        Ok(StateDir::new(root.join(state_dir_name(path))))
     }
 
     /// The state dir at `dir`, which need not exist yet.
@@ -148,7 +161,7 @@ impl StateDir {
     /// [`Error::Locked`](crate::Error::Locked)), and reads the journal.
     pub fn open_writer(&self, sync: SyncMode, command: &str) -> Result<Writer> {
         if !self.dir.is_dir() {
-            fs::create_dir_all(&self.dir).context(format!(
+            create_private_dir(&self.dir).context(format!(
                 "cannot create the state dir {}",
                 self.dir.display()
             ))?;
@@ -156,6 +169,7 @@ impl StateDir {
                 journal::sync_dir(parent)?;
             }
         }
+        self.check_writable()?;
         let lock = StateLock::acquire(&self.lock(), command)?;
         let mut history = History::default();
         let (store, report) =
@@ -192,6 +206,38 @@ pub struct Compaction {
     pub logs_removed: usize,
     /// Processes left running by dead runs, killed first.
     pub leftovers_killed: Vec<u32>,
+}
+
+impl StateDir {
+    /// Fails, before anything is written or run, unless this process can
+    /// create files in the state dir: otherwise a run would start steps and
+    /// then fail to record them, or fail at the first log.
+    fn check_writable(&self) -> Result<()> {
+        use nix::unistd::{AccessFlags, access};
+        match access(&self.dir, AccessFlags::W_OK | AccessFlags::X_OK) {
+            Ok(()) => Ok(()),
+            Err(errno) => Err(Error::Usage {
+                message: format!(
+                    "the state dir {} is not writable: {}",
+                    self.dir.display(),
+                    std::io::Error::from(errno)
+                ),
+                help: Some(
+                    "stepwise records every attempt there before it runs anything; make it writable (e.g. `chmod u+rwx` it, or remount the filesystem read-write); nothing was run or changed".into(),
+                ),
+            }),
+        }
+    }
+}
+
+/// Creates a folder (and missing parents) readable by its owner only: the
+/// state dir holds the journal and the steps' logs, which may show secrets.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 impl Writer {

@@ -85,6 +85,14 @@ impl Survey {
             // The step's value wins over the pipeline's: later insert.
             c.insert(format!("env:{key}"), fingerprint::text(value));
         }
+        // Which secrets a step gets is part of what it is; their values are
+        // not: a rotated token fetches the same data, and a hash of a secret
+        // in the journal would let anyone holding the journal test guesses.
+        if !step.secret_env.is_empty() {
+            let mut names = step.secret_env.clone();
+            names.sort();
+            c.insert("secret_env", fingerprint::text_list(&names));
+        }
         let dir = pipeline.step_dir(id);
         let mut missing_inputs = Vec::new();
         for pattern in &step.inputs {

@@ -89,10 +89,12 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
     })
 }
 
-/// The environment of the step: ours, with `overrides` set on top.
-fn environment(overrides: &[(&str, &str)]) -> io::Result<Vec<CString>> {
+/// The environment of the step: ours without `withheld`, with `overrides`
+/// set on top.
+fn environment(overrides: &[(&str, &str)], withheld: &[&str]) -> io::Result<Vec<CString>> {
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !overrides.iter().any(|(o, _)| OsStr::new(o) == k))
+        .filter(|(k, _)| !withheld.iter().any(|w| OsStr::new(w) == k))
         .collect();
     // Later overrides win over earlier ones with the same name.
     for (i, (k, v)) in overrides.iter().enumerate() {
@@ -183,7 +185,7 @@ pub(super) fn vfork_exec(spec: &Spec<'_>, output: BorrowedFd<'_>) -> io::Result<
         args.push(cstring(a.as_bytes())?);
     }
     args.push(cstring(spec.run.as_bytes())?);
-    let env = environment(&spec.env)?;
+    let env = environment(&spec.env, &spec.withheld)?;
     let dir = cstring(spec.dir.as_os_str().as_bytes())?;
     let argv: Vec<*const libc::c_char> = args
         .iter()

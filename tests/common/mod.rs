@@ -140,6 +140,11 @@ impl Space {
         cmd
     }
 
+    /// Runs a customised [`Space::command`] to the end.
+    pub fn run_command(&self, mut cmd: Command) -> Outcome {
+        Outcome::from(cmd.output().expect("stepwise starts"))
+    }
+
     /// Runs `stepwise ARGS...` to the end.
     pub fn run(&self, args: &[&str]) -> Outcome {
         Outcome::from(self.command(args).output().expect("stepwise starts"))
