@@ -69,7 +69,9 @@ pub fn exit_code_and_signal(outcome: &Outcome) -> (Option<i32>, Option<i32>) {
         Outcome::Success | Outcome::OutputsMissing(_) => (Some(0), None),
         Outcome::Exited(c) => (Some(*c), None),
         Outcome::Signaled(s) | Outcome::Interrupted(s) => (None, Some(*s)),
-        Outcome::TimedOut | Outcome::NotStarted(_) | Outcome::Error(_) => (None, None),
+        Outcome::TimedOut | Outcome::NotStarted(_) | Outcome::Error(_) | Outcome::Job(_) => {
+            (None, None)
+        }
     }
 }
 
