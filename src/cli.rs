@@ -127,6 +127,18 @@ enum Command {
         /// run finished)
         #[arg(long, value_enum, value_name = "FORMAT")]
         events: Option<EventsFormat>,
+        /// Where steps that do not set `executor` run: local (processes here) or slurm
+        /// (one sbatch job per attempt) [default: [pipeline] executor, else local]
+        ///
+        /// On Slurm, each attempt is a batch job named stepwise:<folder>:<step>, asking for
+        /// the resources of [step.slurm] over [pipeline.slurm]: partition, cpus, mem, time
+        /// (else the step's timeout), gpus, account, qos, sbatch_args = [...]; Slurm is asked
+        /// about all jobs in flight every [pipeline.slurm] poll_interval (default 1s). -j
+        /// counts jobs in flight too. The state dir must be on a filesystem the compute
+        /// nodes share (checked once by a small job). A run after a crash waits for the jobs
+        /// still in flight instead of submitting them again; Ctrl-C cancels them.
+        #[arg(long, value_enum, value_name = "EXECUTOR")]
+        executor: Option<crate::pipeline::Executor>,
     },
     /// Show what `run` would do and why, without doing anything
     Plan {
@@ -325,8 +337,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             by_name,
             output,
             events,
+            executor,
         } => {
             let options = RunOptions {
+                executor,
                 jobs: jobs
                     .map(|j| j as usize)
                     .or(project.pipeline.jobs)
