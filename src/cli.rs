@@ -915,8 +915,31 @@ fn status(project: &Project, json: bool) -> Result<i32> {
             }
         })
         .collect();
-    let header = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"].map(String::from);
-    let mut widths = [0usize; 6];
+    let mut header: Vec<String> = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"]
+        .map(String::from)
+        .to_vec();
+    let mut rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    // Steps run as Slurm jobs get a JOB column; other pipelines' tables are
+    // as they were.
+    let jobs: Vec<Option<&String>> = the_plan
+        .steps
+        .iter()
+        .map(|s| {
+            let name = &pipeline.step(s.id).name;
+            loaded
+                .history
+                .step(name)
+                .and_then(|h| h.last.as_ref())
+                .and_then(|a| a.job.as_ref())
+        })
+        .collect();
+    if jobs.iter().any(Option::is_some) {
+        header.insert(5, "JOB".into());
+        for (row, job) in rows.iter_mut().zip(&jobs) {
+            row.insert(5, job.map_or("-".to_string(), |j| j.to_string()));
+        }
+    }
+    let mut widths = vec![0usize; header.len()];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -928,7 +951,7 @@ fn status(project: &Project, json: bool) -> Result<i32> {
     }
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {

@@ -205,6 +205,15 @@ run = "echo index >> ran; echo ${STEPWISE_EXECUTOR:-here} > index-executor"
         jobs[1].1.as_str()
     );
     assert!(status["steps"][3]["last_attempt"].get("job").is_none());
+    space
+        .run(&["status"])
+        .success()
+        .stdout_has("JOB")
+        .stdout_has(&format!(" {} ", jobs[1].1));
+    space
+        .run(&["report", "-o", "-"])
+        .success()
+        .stdout_has(&format!("(Slurm job {})", jobs[2].1));
 
     // Done is done, wherever it ran.
     space
@@ -305,17 +314,20 @@ fn a_killed_runner_resumes_without_submitting_any_job_twice() {
     let mut toml = format!("{SLURM}[[step]]\nname = \"prep\"\nrun = \"echo prep >> ran\"\n\n");
     for i in 1..=3 {
         toml += &format!(
-            "[[step]]\nname = \"work{i}\"\nrun = \"sleep 3; echo work{i} >> ran\"\nafter = [\"prep\"]\n\n"
+            "[[step]]\nname = \"work{i}\"\nrun = \"echo work{i} >> started; sleep 3; echo work{i} >> ran\"\nafter = [\"prep\"]\n\n"
         );
     }
     toml += "[[step]]\nname = \"merge\"\nrun = \"echo merge >> ran\"\nafter = [\"work1\", \"work2\", \"work3\"]\n";
     let space = Space::with(&toml);
     // -j counts jobs in flight, and defaults to this machine's CPUs.
     let mut runner = space.spawn(&["run", "-j", "8"]);
+    // Running, not just queued: on this one-node cluster their processes
+    // are on this machine, where the next run cleans up what a dead runner
+    // left, and must leave Slurm's alone.
     wait_for(
-        "the three work jobs to be submitted",
+        "the three work jobs to run",
         Duration::from_secs(30),
-        || submissions(&space).len() == 4,
+        || submissions(&space).len() == 4 && space.read("started").lines().count() == 3,
     );
     runner.kill9();
     let in_flight: Vec<String> = submissions(&space)[1..]

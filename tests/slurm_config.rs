@@ -278,6 +278,13 @@ fn inspecting_a_journal_with_jobs_in_flight() {
     let status = space.run(&["status", "--json"]).json();
     assert_eq!(status["steps"][0]["last_attempt"]["job"], "4242");
     assert_eq!(status["steps"][0]["state"], "interrupted");
+    let table = space.run(&["status"]);
+    table.success().stdout_has("JOB");
+    let row = table.stdout.lines().find(|l| l.starts_with("a ")).unwrap();
+    assert!(
+        row.contains("interrupted") && row.contains(" 4242 "),
+        "{row}"
+    );
     let plan = space.plan_json(&[]);
     let reason = plan["steps"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("Slurm job 4242"), "{reason}");
