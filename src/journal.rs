@@ -210,10 +210,16 @@ pub enum Record {
     /// An attempt was submitted to Slurm as this job, recorded the moment
     /// `sbatch` returned, so that a later run can find the job again.
     Submitted {
+        /// The run the attempt belongs to.
         run: u64,
+        /// The step's name.
         step: String,
+        /// The attempt's number, as in its `start` record.
         attempt: u32,
+        /// When `sbatch` returned.
         at: Millis,
+        /// The Slurm job id `sbatch --parsable` printed (without a cluster
+        /// name).
         job: String,
     },
     /// The user asked for these steps to run again (`None`: every step).

@@ -56,6 +56,7 @@ pub enum Executor {
 }
 
 impl Executor {
+    /// How the pipeline file and `--executor` write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Executor::Local => "local",
@@ -68,6 +69,7 @@ impl Executor {
 /// Each value is already in the form `sbatch` takes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlurmResources {
+    /// `--partition`.
     pub partition: Option<String>,
     /// `--cpus-per-task`.
     pub cpus: Option<u32>,
@@ -78,7 +80,9 @@ pub struct SlurmResources {
     pub time: Option<Duration>,
     /// `--gpus`: a count, or `type:count`.
     pub gpus: Option<String>,
+    /// `--account`.
     pub account: Option<String>,
+    /// `--qos`.
     pub qos: Option<String>,
     /// Anything else, passed to `sbatch` as written, after the options
     /// above (the pipeline's before the step's).

@@ -34,7 +34,9 @@ const NO_DIR: &str = "no-dir";
 /// The files of one attempt submitted to Slurm.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptFiles {
+    /// The batch script submitted as the job.
     pub script: PathBuf,
+    /// Where the script writes the command's exit status.
     pub status: PathBuf,
 }
 
@@ -64,15 +66,21 @@ impl StateDir {
 
 /// Everything the batch script of an attempt needs.
 pub struct Script<'a> {
+    /// The step's name (for the script's comment).
     pub step: &'a str,
+    /// The attempt's number (for the script's comment).
     pub attempt: u32,
+    /// The run's id (for the script's comment).
     pub run: u64,
     /// The shell and its arguments, before the command.
     pub shell: &'a [String],
+    /// The step's `run`.
     pub command: &'a str,
+    /// The step's dir, absolute: the job changes to it.
     pub dir: &'a Path,
     /// Set on top of what the job inherits, in order (later wins).
     pub env: Vec<(&'a str, &'a str)>,
+    /// Where the command's exit status goes ([`AttemptFiles::status`]).
     pub status: &'a Path,
 }
 

@@ -64,10 +64,15 @@ pub(super) struct Job {
 /// be waited for instead of submitted again (see [`reattach`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Adopted {
+    /// The step's name.
     pub step: String,
+    /// The run that submitted it (whose runner died).
     pub run: u64,
+    /// The attempt's number.
     pub attempt: u32,
+    /// The Slurm job id.
     pub job: String,
+    /// When the attempt started, as recorded.
     pub started_at: Millis,
 }
 
