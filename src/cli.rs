@@ -915,30 +915,8 @@ fn status(project: &Project, json: bool) -> Result<i32> {
             }
         })
         .collect();
-    let mut header: Vec<String> = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"]
-        .map(String::from)
-        .to_vec();
-    let mut rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
-    // Steps run as Slurm jobs get a JOB column; other pipelines' tables are
-    // as they were.
-    let jobs: Vec<Option<&String>> = the_plan
-        .steps
-        .iter()
-        .map(|s| {
-            let name = &pipeline.step(s.id).name;
-            loaded
-                .history
-                .step(name)
-                .and_then(|h| h.last.as_ref())
-                .and_then(|a| a.job.as_ref())
-        })
-        .collect();
-    if jobs.iter().any(Option::is_some) {
-        header.insert(5, "JOB".into());
-        for (row, job) in rows.iter_mut().zip(&jobs) {
-            row.insert(5, job.map_or("-".to_string(), |j| j.to_string()));
-        }
-    }
+    let header = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"].map(String::from);
+    let (header, rows) = with_job_column(loaded, pipeline, the_plan, header, rows);
     let mut widths = vec![0usize; header.len()];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -962,6 +940,38 @@ fn status(project: &Project, json: bool) -> Result<i32> {
         out.push('\n');
     }
     print(&out).map(|_| EXIT_OK)
+}
+
+/// The status table with a JOB column before LOG, when the latest attempt
+/// of some step ran as a Slurm job and the rows are one per step, in plan
+/// order; otherwise as it was, so other pipelines' tables do not change.
+fn with_job_column(
+    loaded: &crate::state_dir::Loaded,
+    pipeline: &crate::Pipeline,
+    plan: &crate::Plan,
+    header: [String; 6],
+    rows: Vec<[String; 6]>,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let jobs: Vec<Option<&String>> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            loaded
+                .history
+                .step(&pipeline.step(s.id).name)
+                .and_then(|h| h.last.as_ref())
+                .and_then(|a| a.job.as_ref())
+        })
+        .collect();
+    let mut header = header.to_vec();
+    let mut rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    if rows.len() == jobs.len() && jobs.iter().any(Option::is_some) {
+        header.insert(5, "JOB".into());
+        for (row, job) in rows.iter_mut().zip(&jobs) {
+            row.insert(5, job.map_or("-".to_string(), |j| j.to_string()));
+        }
+    }
+    (header, rows)
 }
 
 fn log(project: &Project, step: &str) -> Result<i32> {

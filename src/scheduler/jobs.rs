@@ -283,6 +283,23 @@ impl Scheduler<'_> {
             Ok(job) => job,
             Err(e) => return self.not_submitted(id, attempt, e.to_string(), &log),
         };
+        // In the list first: if the journal cannot take the record below,
+        // the run is abandoned, which cancels what is in the list.
+        self.jobs.list.push(Job {
+            id,
+            run: self.run,
+            attempt,
+            job: job.clone(),
+            files,
+            log,
+            started_at,
+            running_since: None,
+            timeout: step.timeout,
+            timed_out: false,
+            over_since: None,
+            adopted: false,
+        });
+        self.jobs.schedule_poll();
         // Before anything else, and durable: from here on the job exists,
         // and only the journal can tell a later run about it.
         self.writer.record(Record::Submitted {
@@ -294,21 +311,6 @@ impl Scheduler<'_> {
         })?;
         self.writer.store.sync()?;
         self.progress.job_submitted(pipeline, id, attempt, &job);
-        self.jobs.list.push(Job {
-            id,
-            run: self.run,
-            attempt,
-            job,
-            files,
-            log,
-            started_at,
-            running_since: None,
-            timeout: step.timeout,
-            timed_out: false,
-            over_since: None,
-            adopted: false,
-        });
-        self.jobs.schedule_poll();
         Ok(())
     }
 
