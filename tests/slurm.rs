@@ -235,7 +235,19 @@ fn a_failing_job_is_recorded_with_its_exit_code_and_its_dependents_do_not_run() 
          [[step]]\nname = \"c\"\nrun = \"echo c >> ran\"\n\n\
          [[step]]\nname = \"d\"\nrun = \"echo d >> ran\"\nafter = [\"a\"]\n"
     ));
-    let out = space.run(&["run", "--keep-going"]);
+    let out = space.run(&["run", "--keep-going", "--events", "json"]);
+    let submitted: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "step_submitted")
+        .collect();
+    assert_eq!(submitted.len(), 4, "a, b twice, d: {}", out.stdout);
+    assert!(
+        submitted
+            .iter()
+            .all(|e| e["job"].as_str().is_some_and(|j| !j.is_empty()))
+    );
     out.code(1)
         .stderr_has("FAILED b (exit code 3")
         .stderr_has("  | broken")
