@@ -127,6 +127,18 @@ enum Command {
         /// run finished)
         #[arg(long, value_enum, value_name = "FORMAT")]
         events: Option<EventsFormat>,
+        /// Where steps that do not set `executor` run: local (processes here) or slurm
+        /// (one sbatch job per attempt) [default: [pipeline] executor, else local]
+        ///
+        /// On Slurm, each attempt is a batch job named stepwise:<folder>:<step>, asking for
+        /// the resources of [step.slurm] over [pipeline.slurm]: partition, cpus, mem, time
+        /// (else the step's timeout), gpus, account, qos, sbatch_args = [...]; Slurm is asked
+        /// about all jobs in flight every [pipeline.slurm] poll_interval (default 1s). -j
+        /// counts jobs in flight too. The state dir must be on a filesystem the compute
+        /// nodes share (checked once by a small job). A run after a crash waits for the jobs
+        /// still in flight instead of submitting them again; Ctrl-C cancels them.
+        #[arg(long, value_enum, value_name = "EXECUTOR")]
+        executor: Option<crate::pipeline::Executor>,
     },
     /// Show what `run` would do and why, without doing anything
     Plan {
@@ -339,6 +351,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             by_name,
             output,
             events,
+            executor,
         } => {
             let mut options = RunOptions::for_pipeline(&project.pipeline);
             if let Some(j) = jobs {
@@ -346,6 +359,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             options.keep_going = keep_going;
             options.mode = mode(by_name);
+            options.executor = executor;
             let console = ConsoleChoice {
                 quiet,
                 verbose,
@@ -1024,7 +1038,8 @@ fn status(project: &Project, json: bool, expand: bool) -> Result<i32> {
         fold_templates(pipeline, the_plan, rows)
     };
     let header = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"].map(String::from);
-    let mut widths = [0usize; 6];
+    let (header, rows) = with_job_column(loaded, pipeline, the_plan, header, rows);
+    let mut widths = vec![0usize; header.len()];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -1036,7 +1051,7 @@ fn status(project: &Project, json: bool, expand: bool) -> Result<i32> {
     }
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
@@ -1047,6 +1062,38 @@ fn status(project: &Project, json: bool, expand: bool) -> Result<i32> {
         out.push('\n');
     }
     print(&out).map(|_| EXIT_OK)
+}
+
+/// The status table with a JOB column before LOG, when the latest attempt
+/// of some step ran as a Slurm job and the rows are one per step, in plan
+/// order; otherwise as it was, so other pipelines' tables do not change.
+fn with_job_column(
+    loaded: &crate::state_dir::Loaded,
+    pipeline: &crate::Pipeline,
+    plan: &crate::Plan,
+    header: [String; 6],
+    rows: Vec<[String; 6]>,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let jobs: Vec<Option<&String>> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            loaded
+                .history
+                .step(&pipeline.step(s.id).name)
+                .and_then(|h| h.last.as_ref())
+                .and_then(|a| a.job.as_ref())
+        })
+        .collect();
+    let mut header = header.to_vec();
+    let mut rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    if rows.len() == jobs.len() && jobs.iter().any(Option::is_some) {
+        header.insert(5, "JOB".into());
+        for (row, job) in rows.iter_mut().zip(&jobs) {
+            row.insert(5, job.map_or("-".to_string(), |j| j.to_string()));
+        }
+    }
+    (header, rows)
 }
 
 fn log(project: &Project, step: &str) -> Result<i32> {

@@ -115,6 +115,17 @@ fn push_attempt(out: &mut Vec<Record>, name: &str, a: &Attempt) {
         at: a.started_at,
         stamp: a.stamp.as_deref().cloned(),
     });
+    // Its Slurm job: what `status` shows, and what a later run re-attaches
+    // to if it never finished.
+    if let Some(job) = &a.job {
+        out.push(Record::Submitted {
+            run,
+            step: name.to_string(),
+            attempt: a.number,
+            at: a.started_at,
+            job: job.clone(),
+        });
+    }
     if let Some(f) = &a.finished {
         out.push(Record::AttemptFinished {
             run,
@@ -135,7 +146,9 @@ pub fn needed(history: &History) -> usize {
         .iter()
         .flat_map(|(_, h)| kept(h))
         .map(|item| match item {
-            Kept::Attempt(a) if a.run.is_some() && a.finished.is_some() => 2,
+            Kept::Attempt(a) if a.run.is_some() => {
+                1 + usize::from(a.finished.is_some()) + usize::from(a.job.is_some())
+            }
             _ => 1,
         })
         .sum();
@@ -208,6 +221,17 @@ mod tests {
                         at,
                         stamp,
                     });
+                    // Every other attempt went to Slurm: its job id must
+                    // survive compaction, finished or not.
+                    if at % 2 == 0 {
+                        out.push(Record::Submitted {
+                            run: run.max(1),
+                            step: format!("s{step}"),
+                            attempt: attempts[step],
+                            at,
+                            job: format!("{at}"),
+                        });
+                    }
                     if let Some(ok) = ok {
                         out.push(Record::AttemptFinished {
                             run: run.max(1),

@@ -10,6 +10,8 @@
 //! | `step_skipped` | `step`, `state`, `reason` (`state` is `done`, `imported` or `up to date`) |
 //! | `step_started` | `step`, `attempt`, `log` |
 //! | `step_finished` | `step`, `attempt`, `ok`, `outcome`, `exit_code`, `signal`, `duration_ms`, `log` |
+//! | `step_submitted` | `step`, `attempt`, `job` (the Slurm job id) |
+//! | `step_reattached` | `step`, `attempt`, `job`, `message`: a Slurm job of a dead runner, found again before the plan |
 //! | `step_retry` | `step`, `retry`, `retries`, `delay_ms` |
 //! | `warning` | `message` |
 //! | `run_interrupted` | `signal`, `running` |
@@ -70,7 +72,9 @@ pub fn exit_code_and_signal(outcome: &Outcome) -> (Option<i32>, Option<i32>) {
         Outcome::Success | Outcome::OutputsMissing(_) => (Some(0), None),
         Outcome::Exited(c) => (Some(*c), None),
         Outcome::Signaled(s) | Outcome::Interrupted(s) => (None, Some(*s)),
-        Outcome::TimedOut | Outcome::NotStarted(_) | Outcome::Error(_) => (None, None),
+        Outcome::TimedOut | Outcome::NotStarted(_) | Outcome::Error(_) | Outcome::Job(_) => {
+            (None, None)
+        }
     }
 }
 
@@ -134,6 +138,20 @@ impl<W: Write> Progress for Events<W> {
                 "state": "up to date",
                 "reason": "what it needs reran and came out the same",
             }),
+        );
+    }
+
+    fn job_submitted(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, job: &str) {
+        self.emit(
+            "step_submitted",
+            json!({ "step": pipeline.step(id).name, "attempt": attempt, "job": job }),
+        );
+    }
+
+    fn reattached(&mut self, step: &str, attempt: u32, job: &str, what: &str) {
+        self.emit(
+            "step_reattached",
+            json!({ "step": step, "attempt": attempt, "job": job, "message": what }),
         );
     }
 

@@ -215,6 +215,15 @@ impl Consistency {
                     ));
                 }
             }
+            Record::Submitted {
+                run, step, attempt, ..
+            } => {
+                if !self.open.contains_key(&(step.clone(), *run, *attempt)) {
+                    problem(format!(
+                        "attempt {attempt} of `{step}` (run {run}) is submitted to Slurm without being started, or after it finished"
+                    ));
+                }
+            }
             Record::Forgotten { .. } | Record::Imported { .. } => {}
         }
     }
@@ -288,6 +297,9 @@ impl Unreadable {
                 "the attempt's finish, if recorded, no longer counts: the step runs again unless another attempt of it succeeded"
             }
             Some("import") => "those imported attempts no longer count",
+            Some("submit") => {
+                "if the attempt's Slurm job is still in flight, the next run cannot find it by its id (it looks for the job by its script instead)"
+            }
             Some("forget") => {
                 "that forget no longer counts: steps it cleared may count as done again"
             }
@@ -690,7 +702,7 @@ mod tests {
 
     #[test]
     fn a_newer_format_is_noted() {
-        let x = examine(&lines(&[RUN, r#"{"v":2,"event":"run","run":2,"at":1}"#]));
-        assert_eq!(x.newer, Some((2, 2)));
+        let x = examine(&lines(&[RUN, r#"{"v":3,"event":"run","run":2,"at":1}"#]));
+        assert_eq!(x.newer, Some((2, 3)));
     }
 }

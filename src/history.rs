@@ -25,6 +25,8 @@ pub struct Attempt {
     /// Where it came in the journal, relative to other records: bookkeeping
     /// for compaction, not part of what the attempt is (equality ignores it).
     pub seq: u64,
+    /// The Slurm job it was submitted as, once `sbatch` returned.
+    pub job: Option<String>,
 }
 
 impl PartialEq for Attempt {
@@ -35,12 +37,14 @@ impl PartialEq for Attempt {
             self.started_at,
             &self.finished,
             &self.stamp,
+            &self.job,
         ) == (
             other.run,
             other.number,
             other.started_at,
             &other.finished,
             &other.stamp,
+            &other.job,
         )
     }
 }
@@ -181,6 +185,7 @@ impl History {
                     started_at: at,
                     finished: None,
                     stamp: stamp.map(Arc::new),
+                    job: None,
                 };
                 h.latest_real = Some((a.clone(), false));
                 h.last = Some(a.clone());
@@ -233,6 +238,26 @@ impl History {
                     }
                 }
             }
+            Record::Submitted {
+                run,
+                step,
+                attempt,
+                job,
+                ..
+            } => {
+                let h = self.entry(step);
+                let this = |a: &Attempt| a.run == Some(run) && a.number == attempt;
+                for a in [&mut h.last, &mut h.current].into_iter().flatten() {
+                    if this(a) {
+                        a.job = Some(job.clone());
+                    }
+                }
+                if let Some((a, _)) = &mut h.latest_real
+                    && this(a)
+                {
+                    a.job = Some(job);
+                }
+            }
             Record::Forgotten { at, steps } => match steps {
                 Some(steps) => {
                     for step in steps {
@@ -260,6 +285,7 @@ impl History {
                     let a = Attempt {
                         seq,
                         stamp,
+                        job: None,
                         run: None,
                         number: 0,
                         started_at: at,
@@ -539,6 +565,26 @@ mod tests {
         let success = h.step("a").unwrap().success.as_ref().unwrap();
         assert_eq!(success.finished.as_ref().unwrap().value, Some(value));
         assert_eq!(h.step_names(), ["z", "a", "m"]);
+    }
+
+    #[test]
+    fn a_submission_names_the_job_of_its_attempt() {
+        let h = History::from_records([
+            start("a", 1),
+            finish("a", 1, false),
+            start("a", 2),
+            Record::Submitted {
+                run: 1,
+                step: "a".into(),
+                attempt: 2,
+                at: 0,
+                job: "77".into(),
+            },
+        ]);
+        let a = h.step("a").unwrap();
+        assert_eq!(a.last.as_ref().unwrap().job.as_deref(), Some("77"));
+        assert_eq!(a.current.as_ref().unwrap().job.as_deref(), Some("77"));
+        assert_eq!(a.latest_real.as_ref().unwrap().0.job.as_deref(), Some("77"));
     }
 
     #[test]

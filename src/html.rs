@@ -221,13 +221,14 @@ pub fn render(project: &Project, options: &ReportOptions) -> Result<(String, Vec
             let lines = tail(&path, options.tail_lines);
             let _ = writeln!(
                 html,
-                "<details class=\"log\" data-step=\"{n}\" data-attempt=\"{}\" data-run=\"{}\"{}><summary><code>{n}</code> attempt {} (run {}): {}</summary>",
+                "<details class=\"log\" data-step=\"{n}\" data-attempt=\"{}\" data-run=\"{}\"{}><summary><code>{n}</code> attempt {} (run {}): {}{}</summary>",
                 a.number,
                 run.id,
                 if failures <= 5 { " open" } else { "" },
                 a.number,
                 run.id,
                 escape_html(&outcome_text(a)),
+                job_note(a),
                 n = escape_html(name),
             );
             if lines.is_empty() {
@@ -305,10 +306,19 @@ fn attempt_cell(a: &Attempt) -> String {
         format!(" <span class=\"exit\" data-exit-code=\"{c}\">exit {c}</span>")
     });
     format!(
-        "<span class=\"attempt {}\">{which}</span> {}{code}",
+        "<span class=\"attempt {}\">{which}</span> {}{code}{}",
         bar_class(a),
-        escape_html(&outcome_text(a))
+        escape_html(&outcome_text(a)),
+        job_note(a)
     )
+}
+
+/// ` (Slurm job N)` for an attempt that ran as one, else nothing.
+fn job_note(a: &Attempt) -> String {
+    a.job.as_ref().map_or(String::new(), |job| {
+        let job = escape_html(job);
+        format!(" <span class=\"job\" data-job=\"{job}\">(Slurm job {job})</span>")
+    })
 }
 
 /// The runs as the timeline script reads them.
@@ -337,7 +347,8 @@ fn timeline_data(runs: &[&Run], live: Option<u64>) -> Value {
                         "end": end_of(a).saturating_sub(run.started_at),
                         "duration_ms": a.finished.as_ref().map(|f| f.duration_ms),
                         "outcome": bar_class(a),
-                        "detail": a.finished.as_ref().map_or("never finished".to_string(), |f| describe_outcome(&f.outcome)),
+                        "detail": a.finished.as_ref().map_or("never finished".to_string(), |f| describe_outcome(&f.outcome))
+                            + &a.job.as_ref().map_or(String::new(), |job| format!(", Slurm job {job}")),
                         "exit_code": exit_code,
                         "signal": signal,
                     })

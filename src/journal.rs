@@ -31,9 +31,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::fingerprint::{Components, Digest};
 use crate::pipeline::SyncMode;
 
-/// The format version this stepwise writes and reads, stored in every record
-/// as `"v"`.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this stepwise reads, stored in every record as
+/// `"v"`. Each record is written with the oldest version that holds it: 1
+/// for every kind of record but `submit` (2), so a journal that never saw
+/// Slurm stays readable by a stepwise from before it, and one that did is
+/// refused by such a stepwise as newer instead of read as corrupt.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format of the records an older stepwise reads too.
+const BASE_VERSION: u32 = 1;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -66,6 +72,10 @@ pub enum Outcome {
     /// A step of a Rust program ([`crate::Run`]) returned an error or
     /// panicked, or its value could not be recorded; the message says which.
     Error(String),
+    /// A Slurm job ended in this state (`OUT_OF_MEMORY`, `NODE_FAIL`,
+    /// `CANCELLED`, ...) without the exit status of its command: Slurm
+    /// stopped it, or it never ran.
+    Job(String),
 }
 
 /// The value a step of a Rust program ([`crate::Run`]) returned, recorded
@@ -219,7 +229,22 @@ pub enum Record {
         /// commands and failures. Old journals have none.
         value: Option<StepValue>,
     },
-    /// The user asked for these steps to run again.
+    /// An attempt was submitted to Slurm as this job, recorded the moment
+    /// `sbatch` returned, so that a later run can find the job again.
+    Submitted {
+        /// The run the attempt belongs to.
+        run: u64,
+        /// The step's name.
+        step: String,
+        /// The attempt's number, as in its `start` record.
+        attempt: u32,
+        /// When `sbatch` returned.
+        at: Millis,
+        /// The Slurm job id `sbatch --parsable` printed (without a cluster
+        /// name).
+        job: String,
+    },
+    /// The user asked for these steps to run again (`None`: every step).
     Forgotten {
         /// When.
         at: Millis,
@@ -300,6 +325,11 @@ struct Raw<'a> {
     reason: Option<Cow<'a, str>>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     error: Option<Cow<'a, str>>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    job: Option<Cow<'a, str>>,
+    /// The Slurm state a job ended in, with `reason: "slurm"`.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    state: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     duration_ms: Option<u64>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
@@ -319,7 +349,7 @@ impl Record {
     pub fn to_line(&self) -> Vec<u8> {
         let flat_value: Option<Box<serde_json::value::RawValue>>;
         let mut raw = Raw {
-            v: FORMAT_VERSION,
+            v: BASE_VERSION,
             ..Raw::default()
         };
         match self {
@@ -394,7 +424,26 @@ impl Record {
                         raw.reason = Some("error".into());
                         raw.error = Some(message.into());
                     }
+                    Outcome::Job(state) => {
+                        raw.reason = Some("slurm".into());
+                        raw.state = Some(state.into());
+                    }
                 }
+            }
+            Record::Submitted {
+                run,
+                step,
+                attempt,
+                at,
+                job,
+            } => {
+                // An older stepwise could not use it: it says so, as it
+                // does for any newer journal, rather than call it corrupt.
+                raw.v = 2;
+                raw.event = "submit".into();
+                (raw.run, raw.step, raw.attempt, raw.at) =
+                    (Some(*run), Some(step.into()), Some(*attempt), *at);
+                raw.job = Some(job.into());
             }
             Record::Forgotten { at, steps } => {
                 raw.event = "forget".into();
@@ -515,6 +564,9 @@ impl Record {
                     (false, Some("error")) => {
                         Outcome::Error(raw.error.map(Cow::into_owned).unwrap_or_default())
                     }
+                    (false, Some("slurm")) => {
+                        Outcome::Job(raw.state.map(Cow::into_owned).unwrap_or_default())
+                    }
                     (false, _) => match (raw.exit_code, raw.signal) {
                         (Some(code), _) => Outcome::Exited(code),
                         (None, Some(sig)) => Outcome::Signaled(sig),
@@ -541,6 +593,13 @@ impl Record {
                     outcome,
                 }
             }
+            "submit" => Record::Submitted {
+                run: need(raw.run, "run", event)?,
+                step: need(raw.step, "step", event)?.into_owned(),
+                attempt: need(raw.attempt, "attempt", event)?,
+                at,
+                job: need(raw.job, "job", event)?.into_owned(),
+            },
             "forget" => Record::Forgotten {
                 at,
                 steps: match (raw.all, raw.steps) {
@@ -1207,6 +1266,22 @@ mod tests {
                 outcome: Outcome::Success,
                 value: Some(StepValue::File(Digest::of(b"[1,2,3]"))),
             },
+            Record::AttemptFinished {
+                run: 1,
+                step: "a".into(),
+                attempt: 8,
+                at: 7,
+                duration_ms: 1,
+                outcome: Outcome::Job("OUT_OF_MEMORY".into()),
+                value: None,
+            },
+            Record::Submitted {
+                run: 1,
+                step: "a".into(),
+                attempt: 9,
+                at: 7,
+                job: "4242".into(),
+            },
             Record::Forgotten {
                 at: 8,
                 steps: Some(vec!["a".into()]),
@@ -1403,10 +1478,43 @@ mod tests {
         );
     }
 
+    /// Only a `submit` record needs format 2: every other record is still
+    /// written as format 1, readable by a stepwise from before Slurm.
+    #[test]
+    fn only_slurm_submissions_are_format_2() {
+        for record in all_kinds() {
+            let line = String::from_utf8(record.to_line()).unwrap();
+            let v = if matches!(record, Record::Submitted { .. }) {
+                2
+            } else {
+                1
+            };
+            assert!(line.starts_with(&format!("{{\"v\":{v},")), "{line}");
+        }
+        let line = br#"{"v":2,"event":"submit","run":3,"step":"s","attempt":2,"at":5,"job":"17"}"#;
+        assert_eq!(
+            Record::from_line(line),
+            Ok(Record::Submitted {
+                run: 3,
+                step: "s".into(),
+                attempt: 2,
+                at: 5,
+                job: "17".into()
+            })
+        );
+        let line = br#"{"v":1,"event":"finish","run":1,"step":"s","attempt":1,"at":1,"ok":false,"reason":"slurm","state":"NODE_FAIL","duration_ms":4}"#;
+        match Record::from_line(line).unwrap() {
+            Record::AttemptFinished { outcome, .. } => {
+                assert_eq!(outcome, Outcome::Job("NODE_FAIL".into()))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_newer_format_is_refused() {
-        let err = Record::from_line(b"{\"v\":2,\"event\":\"run\",\"run\":1,\"at\":1}").unwrap_err();
-        assert_eq!(err, RecordError::Newer { version: 2 });
+        let err = Record::from_line(b"{\"v\":3,\"event\":\"run\",\"run\":1,\"at\":1}").unwrap_err();
+        assert_eq!(err, RecordError::Newer { version: 3 });
         let err = Record::from_line(b"{\"v\":3,\"event\":\"new kind\",\"stuff\":[1]}").unwrap_err();
         assert_eq!(err, RecordError::Newer { version: 3 });
     }

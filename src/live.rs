@@ -480,6 +480,16 @@ impl Progress for Live {
         self.update(|_| {});
     }
 
+    fn job_submitted(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, job: &str) {
+        self.lines.job_submitted(pipeline, id, attempt, job);
+        self.update(|_| {});
+    }
+
+    fn reattached(&mut self, step: &str, attempt: u32, job: &str, what: &str) {
+        self.lines.reattached(step, attempt, job, what);
+        self.update(|_| {});
+    }
+
     fn retry_scheduled(
         &mut self,
         pipeline: &Pipeline,

@@ -47,6 +47,78 @@ pub enum SyncMode {
     Always,
 }
 
+/// Where a step's attempts run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Executor {
+    /// A process on this machine.
+    #[default]
+    Local,
+    /// A batch job on a Slurm cluster, submitted with `sbatch`.
+    Slurm,
+}
+
+impl Executor {
+    /// How the pipeline file and `--executor` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Executor::Local => "local",
+            Executor::Slurm => "slurm",
+        }
+    }
+}
+
+/// What a step asks of Slurm: `[step.slurm]` over `[pipeline.slurm]`.
+/// Each value is already in the form `sbatch` takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmResources {
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--cpus-per-task`.
+    pub cpus: Option<u32>,
+    /// `--mem`: a number of megabytes, or with a unit (`4G`).
+    pub mem: Option<String>,
+    /// `--time`; without it, the step's `timeout` (rounded up to Slurm's
+    /// whole minutes) is used.
+    pub time: Option<Duration>,
+    /// `--gpus`: a count, or `type:count`.
+    pub gpus: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--qos`.
+    pub qos: Option<String>,
+    /// Anything else, passed to `sbatch` as written, after the options
+    /// above (the pipeline's before the step's).
+    pub sbatch_args: Vec<String>,
+}
+
+impl SlurmResources {
+    /// These settings, falling back to `defaults` for what they leave out;
+    /// `sbatch_args` add up.
+    pub fn over(&self, defaults: &SlurmResources) -> SlurmResources {
+        SlurmResources {
+            partition: self
+                .partition
+                .clone()
+                .or_else(|| defaults.partition.clone()),
+            cpus: self.cpus.or(defaults.cpus),
+            mem: self.mem.clone().or_else(|| defaults.mem.clone()),
+            time: self.time.or(defaults.time),
+            gpus: self.gpus.clone().or_else(|| defaults.gpus.clone()),
+            account: self.account.clone().or_else(|| defaults.account.clone()),
+            qos: self.qos.clone().or_else(|| defaults.qos.clone()),
+            sbatch_args: defaults
+                .sbatch_args
+                .iter()
+                .chain(&self.sbatch_args)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// The default of `[pipeline.slurm] poll_interval`.
+pub const DEFAULT_SLURM_POLL: Duration = Duration::from_secs(1);
+
 /// A validated pipeline.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pipeline {
@@ -66,6 +138,14 @@ pub struct Pipeline {
     /// How long a step may take to stop after SIGTERM/SIGINT before it is
     /// killed.
     pub kill_grace: Duration,
+    /// `[pipeline] executor`: where steps that do not name one run.
+    pub executor: Executor,
+    /// `[pipeline.slurm]`: what every Slurm step asks for unless it says
+    /// otherwise.
+    pub slurm: SlurmResources,
+    /// `[pipeline.slurm] poll_interval`: how often Slurm is asked about the
+    /// jobs in flight (one command for all of them).
+    pub slurm_poll: Duration,
     /// Every step, expansions of templates included, in file order; a step's
     /// [`StepId`] is its index here.
     pub steps: Vec<Step>,
@@ -112,6 +192,10 @@ pub struct Step {
     pub retries: u32,
     /// Wait before the first retry; doubles for each next one.
     pub retry_delay: Duration,
+    /// `executor`, when the step names one.
+    pub executor: Option<Executor>,
+    /// `[step.slurm]`, as written (see [`Pipeline::slurm_resources`]).
+    pub slurm: SlurmResources,
     /// 1-based line of the step's table in the file (0 for a step of
     /// [`Pipeline::from_names`]).
     pub line: usize,
@@ -254,6 +338,8 @@ impl Pipeline {
                 timeout: None,
                 retries: 0,
                 retry_delay: DEFAULT_RETRY_DELAY,
+                executor: None,
+                slurm: SlurmResources::default(),
                 line: 0,
                 template: None,
                 values: Vec::new(),
@@ -269,6 +355,9 @@ impl Pipeline {
             templates: Vec::new(),
             expansion_inputs: Vec::new(),
             kill_grace: DEFAULT_KILL_GRACE,
+            executor: Executor::Local,
+            slurm: SlurmResources::default(),
+            slurm_poll: DEFAULT_SLURM_POLL,
             steps,
             index,
         }
@@ -440,6 +529,18 @@ impl Pipeline {
         &self.step(id).output_paths
     }
 
+    /// Where a step runs: its own `executor`, else `default` (the run's
+    /// `--executor`, if given), else `[pipeline] executor`.
+    pub fn executor_of(&self, id: StepId, default: Option<Executor>) -> Executor {
+        self.step(id).executor.or(default).unwrap_or(self.executor)
+    }
+
+    /// What a step asks of Slurm: its `[step.slurm]` over
+    /// `[pipeline.slurm]`.
+    pub fn slurm_resources(&self, id: StepId) -> SlurmResources {
+        self.step(id).slurm.over(&self.slurm)
+    }
+
     /// The folder a step runs in.
     pub fn step_dir(&self, id: StepId) -> PathBuf {
         match &self.step(id).dir {
@@ -450,7 +551,89 @@ impl Pipeline {
 }
 
 const TOP_KEYS: &[&str] = &["pipeline", "step"];
-const PIPELINE_KEYS: &[&str] = &["shell", "env", "sync", "jobs", "kill_grace"];
+const PIPELINE_KEYS: &[&str] = &[
+    "shell",
+    "env",
+    "sync",
+    "jobs",
+    "kill_grace",
+    "executor",
+    "slurm",
+];
+/// The keys of `[step.slurm]`; `[pipeline.slurm]` also takes
+/// `poll_interval`.
+const SLURM_KEYS: &[&str] = &[
+    "partition",
+    "cpus",
+    "mem",
+    "time",
+    "gpus",
+    "account",
+    "qos",
+    "sbatch_args",
+];
+const PIPELINE_SLURM_KEYS: &[&str] = &[
+    "partition",
+    "cpus",
+    "mem",
+    "time",
+    "gpus",
+    "account",
+    "qos",
+    "sbatch_args",
+    "poll_interval",
+];
+/// `sbatch` options stepwise sets itself (or that would break how it
+/// follows a job), refused in `sbatch_args`, with what to do instead.
+const RESERVED_SBATCH_ARGS: &[(&str, &str)] = &[
+    ("--parsable", "stepwise reads the job id with it already"),
+    ("-J", "the job is named `stepwise:<pipeline folder>:<step>`"),
+    (
+        "--job-name",
+        "the job is named `stepwise:<pipeline folder>:<step>`",
+    ),
+    (
+        "-o",
+        "the job's output goes to the attempt's log under .stepwise/logs/",
+    ),
+    (
+        "--output",
+        "the job's output goes to the attempt's log under .stepwise/logs/",
+    ),
+    (
+        "-e",
+        "the job's output goes to the attempt's log under .stepwise/logs/",
+    ),
+    (
+        "--error",
+        "the job's output goes to the attempt's log under .stepwise/logs/",
+    ),
+    (
+        "--wrap",
+        "stepwise submits a script that runs the step's `run`",
+    ),
+    ("-D", "the job runs in the step's `dir`; set `dir` instead"),
+    (
+        "--chdir",
+        "the job runs in the step's `dir`; set `dir` instead",
+    ),
+    (
+        "-W",
+        "stepwise follows the job itself; waiting in sbatch would stall every other step",
+    ),
+    (
+        "--wait",
+        "stepwise follows the job itself; waiting in sbatch would stall every other step",
+    ),
+    (
+        "-a",
+        "one attempt is one job; use `matrix` for many similar steps",
+    ),
+    (
+        "--array",
+        "one attempt is one job; use `matrix` for many similar steps",
+    ),
+];
 const STEP_KEYS: &[&str] = &[
     "name",
     "run",
@@ -464,6 +647,8 @@ const STEP_KEYS: &[&str] = &[
     "timeout",
     "retries",
     "retry_delay",
+    "executor",
+    "slurm",
     "matrix",
     "matrix_from",
     "for_each",
@@ -495,6 +680,8 @@ struct RawStep {
     timeout: Option<Duration>,
     retries: u32,
     retry_delay: Duration,
+    executor: Option<Executor>,
+    slurm: SlurmResources,
     span: Range<usize>,
     /// Which `[[step]]` entry of the file it comes from (expansions share it).
     entry: usize,
@@ -521,6 +708,9 @@ struct RawPipeline {
     sync: SyncMode,
     jobs: Option<usize>,
     kill_grace: Option<Duration>,
+    executor: Executor,
+    slurm: SlurmResources,
+    slurm_poll: Option<Duration>,
     steps: Vec<RawStep>,
 }
 
@@ -639,6 +829,14 @@ impl Cx<'_> {
                     }
                 }
                 "kill_grace" => raw.kill_grace = self.duration(value, "`kill_grace`"),
+                "executor" => {
+                    if let Some(e) = self.executor(value, "in [pipeline]") {
+                        raw.executor = e;
+                    }
+                }
+                "slurm" => {
+                    raw.slurm_poll = self.slurm_table(value, "[pipeline.slurm]", &mut raw.slurm, true)
+                }
                 _ => {
                     self.unknown_key(key, PIPELINE_KEYS, "in [pipeline]");
                 }
@@ -660,6 +858,8 @@ impl Cx<'_> {
             timeout: None,
             retries: 0,
             retry_delay: DEFAULT_RETRY_DELAY,
+            executor: None,
+            slurm: SlurmResources::default(),
             span: header_span(self.source, span),
             spans: FieldSpans::default(),
             template: None,
@@ -793,6 +993,11 @@ impl Cx<'_> {
                         step.retry_delay = d;
                     }
                 }
+                "executor" => step.executor = self.executor(value, &place),
+                "slurm" => {
+                    let what = format!("[step.slurm] {}", place.replacen("in ", "of ", 1));
+                    self.slurm_table(value, &what, &mut step.slurm, false);
+                }
                 "matrix" => {
                     template_span = key.span();
                     matrix = self.matrix_table(value, &place);
@@ -862,6 +1067,185 @@ impl Cx<'_> {
             format!("{what} must be {expected}, found {}", found.type_str()),
             help,
         );
+    }
+
+    /// `executor = "local"` or `"slurm"`.
+    fn executor(&mut self, value: &Value<'_>, place: &str) -> Option<Executor> {
+        match value.get_ref().as_str() {
+            Some("local") => Some(Executor::Local),
+            Some("slurm") => Some(Executor::Slurm),
+            _ => {
+                self.error_help(
+                    value.span(),
+                    format!("`executor` {place} must be \"local\" or \"slurm\""),
+                    "\"local\" runs steps as processes here (the default); \"slurm\" submits each attempt to a Slurm cluster with sbatch",
+                );
+                None
+            }
+        }
+    }
+
+    /// `[pipeline.slurm]` (with `poll_interval`, returned) or `[step.slurm]`,
+    /// into `out`.
+    fn slurm_table(
+        &mut self,
+        value: &Value<'_>,
+        what: &str,
+        out: &mut SlurmResources,
+        pipeline: bool,
+    ) -> Option<Duration> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.error_help(
+                value.span(),
+                format!("{what} must be a table, found {}", value.get_ref().type_str()),
+                "write the settings under a header, for example [step.slurm] after the step's other keys, then partition = \"short\"",
+            );
+            return None;
+        };
+        let mut poll = None;
+        for (key, v) in table.iter() {
+            let name = key.get_ref().as_ref();
+            let field = format!("`{name}` in {what}");
+            match name {
+                "partition" | "account" | "qos" => {
+                    let Some(text) = self.slurm_word(v, &field, name) else { continue };
+                    match name {
+                        "partition" => out.partition = Some(text),
+                        "account" => out.account = Some(text),
+                        _ => out.qos = Some(text),
+                    }
+                }
+                "cpus" => {
+                    if let Some(n) = self.positive_integer(v, &field) {
+                        match u32::try_from(n) {
+                            Ok(n) => out.cpus = Some(n),
+                            Err(_) => self.error_help(v.span(), format!("{field} is too large"), "give the CPUs one task needs, for example 4"),
+                        }
+                    }
+                }
+                "mem" => out.mem = self.slurm_mem(v, &field),
+                "time" => match self.duration(v, &field) {
+                    Some(d) if d.is_zero() => self.error_help(v.span(), format!("{field} must be longer than 0"), "leave `time` out to use the step's `timeout`, or the partition's limit"),
+                    d => out.time = d,
+                },
+                "gpus" => out.gpus = self.slurm_gpus(v, &field),
+                "sbatch_args" => {
+                    for arg in self.string_list(v, &field).unwrap_or_default() {
+                        match sbatch_arg_problem(arg.get_ref()) {
+                            Some(help) => self.error_help(
+                                arg.span(),
+                                format!("`{}` in {what} is not allowed", arg.get_ref()),
+                                help,
+                            ),
+                            None if !arg.get_ref().starts_with('-') => self.error_help(
+                                arg.span(),
+                                format!("`{}` in {what} is not an sbatch option", arg.get_ref()),
+                                "write each option with its value in one string, for example \"--constraint=avx2\"",
+                            ),
+                            None => out.sbatch_args.push(arg.into_inner()),
+                        }
+                    }
+                }
+                "poll_interval" if pipeline => match self.duration(v, &field) {
+                    Some(d) if d < Duration::from_millis(100) => self.error_help(
+                        v.span(),
+                        format!("{field} must be at least 100ms"),
+                        "each poll is one squeue command for all jobs; \"1s\" (the default) is plenty",
+                    ),
+                    d => poll = d,
+                },
+                _ => {
+                    let allowed = if pipeline { PIPELINE_SLURM_KEYS } else { SLURM_KEYS };
+                    self.unknown_key(key, allowed, &format!("in {what}"));
+                }
+            }
+        }
+        poll
+    }
+
+    /// A partition, account or QOS name: one word.
+    fn slurm_word(&mut self, v: &Value<'_>, what: &str, key: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s)
+                if !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '\0') =>
+            {
+                Some(s.to_string())
+            }
+            DeValue::String(_) => {
+                self.error_help(
+                    v.span(),
+                    format!("{what} must be a name without spaces"),
+                    format!("write the name Slurm knows it by (`sacctmgr show assoc` and `sinfo` list them), for example {key} = \"short\""),
+                );
+                None
+            }
+            other => {
+                self.type_error(v.span(), what, "a string", other);
+                None
+            }
+        }
+    }
+
+    /// `mem = 4096` (megabytes) or `"4G"`, `"500M"`, `"1T"`.
+    fn slurm_mem(&mut self, v: &Value<'_>, what: &str) -> Option<String> {
+        let text = match v.get_ref() {
+            DeValue::Integer(_) => self.positive_integer(v, what)?.to_string(),
+            DeValue::String(s) => s.trim().to_ascii_uppercase(),
+            other => {
+                self.type_error(v.span(), what, "a size such as \"4G\"", other);
+                return None;
+            }
+        };
+        let digits = text.trim_end_matches(['K', 'M', 'G', 'T']);
+        let unit_len = text.len() - digits.len();
+        if unit_len <= 1
+            && !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits.bytes().any(|b| b != b'0')
+        {
+            Some(text)
+        } else {
+            self.error_help(
+                v.span(),
+                format!("{what} must be a size: a whole number and a unit K, M, G or T"),
+                "for example mem = \"4G\" or mem = \"500M\" (a bare number means megabytes)",
+            );
+            None
+        }
+    }
+
+    /// `gpus = 2` or `"a100:2"`.
+    fn slurm_gpus(&mut self, v: &Value<'_>, what: &str) -> Option<String> {
+        let text = match v.get_ref() {
+            DeValue::Integer(_) => return self.positive_integer(v, what).map(|n| n.to_string()),
+            DeValue::String(s) => s.to_string(),
+            other => {
+                self.type_error(v.span(), what, "a count or \"type:count\"", other);
+                return None;
+            }
+        };
+        let (kind, count) = match text.rsplit_once(':') {
+            Some((kind, count)) => (Some(kind), count),
+            None => (None, text.as_str()),
+        };
+        let kind_ok = kind.is_none_or(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        });
+        let count_ok = !count.is_empty()
+            && count.bytes().all(|b| b.is_ascii_digit())
+            && count.bytes().any(|b| b != b'0');
+        if kind_ok && count_ok {
+            Some(text)
+        } else {
+            self.error_help(
+                v.span(),
+                format!("{what} must be a number of GPUs, or \"type:count\""),
+                "for example gpus = 1 or gpus = \"a100:2\"",
+            );
+            None
+        }
     }
 
     fn string_list(&mut self, value: &Value<'_>, what: &str) -> Option<Vec<Spanned<String>>> {
@@ -1347,6 +1731,8 @@ impl Cx<'_> {
                 timeout: s.timeout,
                 retries: s.retries,
                 retry_delay: s.retry_delay,
+                executor: s.executor,
+                slurm: s.slurm,
             })
             .collect();
         Pipeline {
@@ -1359,6 +1745,9 @@ impl Cx<'_> {
             templates,
             expansion_inputs: Vec::new(),
             kill_grace: raw.kill_grace.unwrap_or(DEFAULT_KILL_GRACE),
+            executor: raw.executor,
+            slurm: raw.slurm,
+            slurm_poll: raw.slurm_poll.unwrap_or(DEFAULT_SLURM_POLL),
             steps,
             index,
         }
@@ -1613,6 +2002,21 @@ fn inside_root(
     }
 }
 
+/// Why an `sbatch_args` entry is refused, if it is: the hint to give.
+fn sbatch_arg_problem(arg: &str) -> Option<&'static str> {
+    let option = arg.split_once('=').map_or(arg, |(o, _)| o);
+    RESERVED_SBATCH_ARGS
+        .iter()
+        .find(|(reserved, _)| {
+            // `-ofile` is `-o file`: a short option takes its value glued on.
+            option == *reserved
+                || (reserved.len() == 2
+                    && !reserved.starts_with("--")
+                    && option.starts_with(reserved))
+        })
+        .map(|(_, why)| *why)
+}
+
 /// What a step name may be, for messages.
 pub(crate) const NAME_RULE: &str =
     "a name uses letters, digits, `_`, `-` and `.`, and does not start with `.` or `-`";
@@ -1740,6 +2144,93 @@ mod tests {
         assert!(e.contains("whole number"), "{e}");
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("1.5.2s").is_err());
+    }
+
+    #[test]
+    fn slurm_settings_fall_back_to_the_pipelines() {
+        let p = parse(
+            r#"
+            [pipeline]
+            executor = "slurm"
+            [pipeline.slurm]
+            partition = "short"
+            account = "lab"
+            mem = 2048
+            sbatch_args = ["--constraint=avx2"]
+            poll_interval = "250ms"
+            [[step]]
+            name = "a"
+            run = "x"
+            [step.slurm]
+            partition = "long"
+            cpus = 8
+            mem = "32g"
+            gpus = "a100:2"
+            time = "1h30m"
+            sbatch_args = ["--exclusive"]
+            [[step]]
+            name = "b"
+            run = "x"
+            executor = "local"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.executor, Executor::Slurm);
+        assert_eq!(p.slurm_poll, Duration::from_millis(250));
+        let a = p.slurm_resources(StepId(0));
+        assert_eq!(a.partition.as_deref(), Some("long"));
+        assert_eq!(a.account.as_deref(), Some("lab"));
+        assert_eq!(a.cpus, Some(8));
+        assert_eq!(a.mem.as_deref(), Some("32G"));
+        assert_eq!(a.gpus.as_deref(), Some("a100:2"));
+        assert_eq!(a.time, Some(Duration::from_secs(5400)));
+        assert_eq!(a.sbatch_args, ["--constraint=avx2", "--exclusive"]);
+        assert_eq!(p.slurm_resources(StepId(1)).mem.as_deref(), Some("2048"));
+        assert_eq!(p.executor_of(StepId(0), None), Executor::Slurm);
+        assert_eq!(p.executor_of(StepId(1), None), Executor::Local);
+        // `--executor` changes the default, not what a step asks for.
+        assert_eq!(
+            p.executor_of(StepId(0), Some(Executor::Local)),
+            Executor::Local
+        );
+        assert_eq!(
+            p.executor_of(StepId(1), Some(Executor::Slurm)),
+            Executor::Local
+        );
+        let plain = parse("[[step]]\nname = \"a\"\nrun = \"x\"\n").unwrap();
+        assert_eq!(plain.executor_of(StepId(0), None), Executor::Local);
+        assert_eq!(plain.slurm_poll, DEFAULT_SLURM_POLL);
+    }
+
+    #[test]
+    fn sbatch_options_stepwise_sets_are_refused() {
+        for (arg, why) in [
+            ("--output=x", "log"),
+            ("-ox", "log"),
+            ("--job-name=x", "named"),
+            ("--wait", "stall"),
+            ("--array=1-4", "matrix"),
+            ("--chdir=/x", "`dir`"),
+            ("--parsable", "job id"),
+        ] {
+            let e = first_error(&format!(
+                "[[step]]\nname = \"a\"\nrun = \"x\"\n[step.slurm]\nsbatch_args = [\"{arg}\"]\n"
+            ));
+            assert!(
+                e.contains("is not allowed") && e.contains(why),
+                "{arg}: {e}"
+            );
+        }
+        for ok in [
+            "--account=x",
+            "-A",
+            "--exclusive",
+            "--hold",
+            "--requeue",
+            "--export=NONE",
+        ] {
+            assert_eq!(sbatch_arg_problem(ok), None, "{ok}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::hash::write_atomically;
 use crate::pipeline::Pipeline;
 use crate::state_dir::state_dir_name;
 
-const MAGIC: &[u8; 16] = b"stepwise-pl-v01\n";
+const MAGIC: &[u8; 16] = b"stepwise-pl-v02\n";
 const HEADER: usize = MAGIC.len() + 16 + 16;
 
 /// A pipeline as loaded, with what to store if it had to be parsed.

@@ -411,11 +411,19 @@ pub(crate) fn describe_not_done(
             ),
             None => (
                 State::Interrupted,
-                format!(
-                    "attempt {} started on {} and never finished: the runner was stopped",
-                    a.number,
-                    format_time(a.started_at)
-                ),
+                match &a.job {
+                    // The job may well run on: `run` asks Slurm first.
+                    Some(job) => format!(
+                        "attempt {} (Slurm job {job}) started on {} and its runner was stopped; the next run asks Slurm how it went",
+                        a.number,
+                        format_time(a.started_at)
+                    ),
+                    None => format!(
+                        "attempt {} started on {} and never finished: the runner was stopped",
+                        a.number,
+                        format_time(a.started_at)
+                    ),
+                },
                 Reason::Interrupted { attempt: a.number },
             ),
             Some(f) if matches!(f.outcome, Outcome::Interrupted(_)) => (
@@ -466,6 +474,7 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
             format!("exited 0 but did not create {}", paths.join(", "))
         }
         Outcome::Error(message) => format!("error: {message}"),
+        Outcome::Job(state) => format!("Slurm job {}", state.to_lowercase().replace('_', " ")),
     }
 }
 

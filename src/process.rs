@@ -340,6 +340,8 @@ impl Drop for Child {
 pub const STATE_DIR_VAR: &str = "STEPWISE_STATE_DIR";
 /// The variable holding the run number of a step process.
 pub const RUN_VAR: &str = "STEPWISE_RUN";
+/// Set to `slurm` in the environment of a step run as a Slurm job.
+pub const EXECUTOR_VAR: &str = "STEPWISE_EXECUTOR";
 
 /// Kills processes that steps of the given runs of this state dir left
 /// running, because their runner died (kill -9, power loss of the runner's
@@ -349,6 +351,10 @@ pub const RUN_VAR: &str = "STEPWISE_RUN";
 /// `STEPWISE_RUN`). Call this only while holding the state dir's lock: then
 /// no live run of this pipeline exists, so nothing legitimate is hit.
 ///
+/// Processes of Slurm jobs (`STEPWISE_EXECUTOR=slurm`) are left alone, even
+/// on this machine: Slurm runs them, they outlive their runner by design,
+/// and the next run re-attaches to them.
+///
 /// Returns the pids killed.
 pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
     if runs.is_empty() {
@@ -356,6 +362,7 @@ pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
     }
     let dir_entry = format!("{STATE_DIR_VAR}={}", state_dir.display());
     let run_entries: Vec<String> = runs.iter().map(|r| format!("{RUN_VAR}={r}")).collect();
+    let slurm_entry = format!("{EXECUTOR_VAR}=slurm");
     let me = std::process::id();
     let Ok(proc_dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -378,12 +385,15 @@ pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
         };
         let mut has_dir = false;
         let mut has_run = false;
+        let mut slurm_job = false;
         for var in environ.split(|&b| b == 0) {
             has_dir |= var == dir_entry.as_bytes();
             has_run |= run_entries.iter().any(|r| var == r.as_bytes());
+            slurm_job |= var == slurm_entry.as_bytes();
         }
         if has_dir
             && has_run
+            && !slurm_job
             && nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
         {
             killed.push(pid);

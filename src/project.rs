@@ -11,7 +11,7 @@ use crate::journal::{Record, Stamp, now};
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Mode, Plan, StepPlan, plan};
 use crate::report::Progress;
-use crate::scheduler::{RunOptions, RunSummary, execute};
+use crate::scheduler::{RunOptions, RunSummary, execute_adopting, reattach};
 use crate::state_dir::{Compaction, Loaded, StateDir};
 use crate::workspace::{MissingInput, Survey};
 
@@ -230,6 +230,10 @@ impl Project {
         } else {
             None
         };
+        // Slurm jobs of a runner that died are asked about before planning:
+        // one that ended meanwhile is recorded as it ended, one still in
+        // flight is waited for below rather than submitted again.
+        let adopted = reattach(&self.state, &mut writer, progress)?;
         let mut survey = Survey::new(&self.pipeline, self.hasher());
         let facts = self.facts_for(&mut survey, &scope, options.mode);
         progress.history(&self.pipeline, &writer.history);
@@ -246,7 +250,7 @@ impl Project {
         let summary = if the_plan.remaining() == 0 {
             None
         } else {
-            Some(execute(
+            Some(execute_adopting(
                 &self.pipeline,
                 &the_plan,
                 &self.state,
@@ -254,6 +258,7 @@ impl Project {
                 &mut survey,
                 progress,
                 options,
+                adopted,
             )?)
         };
         // Only an optimisation: failing to save it costs speed next time.

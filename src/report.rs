@@ -79,6 +79,13 @@ pub trait Progress {
     /// Instead of a summary: the plan had nothing to run. Called by whoever
     /// ran it, as [`Progress::summary`].
     fn nothing_to_do(&mut self, _pipeline: &Pipeline, _plan: &Plan) {}
+    /// An attempt was submitted to Slurm as job `job` (after
+    /// [`Progress::step_started`]).
+    fn job_submitted(&mut self, _pipeline: &Pipeline, _id: StepId, _attempt: u32, _job: &str) {}
+    /// Before the plan: what became of a Slurm job an attempt of a dead
+    /// runner was submitted as (`what`, in words: still running and waited
+    /// for, ended and recorded, or lost).
+    fn reattached(&mut self, _step: &str, _attempt: u32, _job: &str, _what: &str) {}
 }
 
 /// Ignores everything; for library users who report on their own.
@@ -174,6 +181,14 @@ impl Progress for Both<'_> {
     fn nothing_to_do(&mut self, pipeline: &Pipeline, plan: &Plan) {
         self.0.nothing_to_do(pipeline, plan);
         self.1.nothing_to_do(pipeline, plan);
+    }
+    fn job_submitted(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, job: &str) {
+        self.0.job_submitted(pipeline, id, attempt, job);
+        self.1.job_submitted(pipeline, id, attempt, job);
+    }
+    fn reattached(&mut self, step: &str, attempt: u32, job: &str, what: &str) {
+        self.0.reattached(step, attempt, job, what);
+        self.1.reattached(step, attempt, job, what);
     }
 }
 
@@ -343,6 +358,22 @@ impl<W: Write> Progress for Console<W> {
             self.line(&format!("       $ {run}"));
             self.line(&format!("       output: {}", display_path(log).display()));
         }
+    }
+
+    fn job_submitted(&mut self, _: &Pipeline, _: StepId, _: u32, job: &str) {
+        if self.options.verbose && !self.options.quiet {
+            self.line(&format!("       Slurm job {job}"));
+        }
+    }
+
+    fn reattached(&mut self, step: &str, attempt: u32, job: &str, what: &str) {
+        if self.options.quiet {
+            return;
+        }
+        let head = self.paint(Paint::Dim, "attach");
+        self.line(&format!(
+            "{head} {step} (attempt {attempt}, Slurm job {job}) {what}"
+        ));
     }
 
     fn step_output(&mut self, pipeline: &Pipeline, id: StepId, bytes: &[u8]) {

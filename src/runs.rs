@@ -204,6 +204,7 @@ impl Runs {
                                 finished: None,
                                 stamp: None,
                                 seq: 0,
+                                job: None,
                             },
                         ));
                     }
@@ -228,6 +229,18 @@ impl Runs {
                             outcome,
                             value,
                         });
+                    }
+                }
+                Record::Submitted {
+                    run,
+                    step,
+                    attempt,
+                    job,
+                    ..
+                } => {
+                    if let (Some(&i), Some(&j)) = (index.get(&run), open.get(&(run, step, attempt)))
+                    {
+                        runs[i].attempts[j].1.job = Some(job);
                     }
                 }
                 Record::Forgotten { .. } | Record::Imported { .. } => {}

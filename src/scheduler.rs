@@ -21,6 +21,11 @@
 //!   retries are dropped), the signal is forwarded to every running step's
 //!   process group, what still runs after the grace period is killed, and the
 //!   run ends with 128 + the signal number; a second signal kills at once.
+//!
+//! Steps whose executor is Slurm run as batch jobs instead (see [`jobs`]):
+//! the same loop submits them, and a timer asks Slurm about all of them at
+//! once every `poll_interval`. They count against `jobs` like processes, go
+//! through the same retry and failure policy, and a signal cancels them.
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -38,12 +43,15 @@ use nix::sys::signal::Signal;
 
 use crate::error::{EXIT_FAILED, EXIT_OK, IoContext, Result};
 use crate::journal::{Outcome, Record, Stamp, Store, now};
-use crate::pipeline::{DEFAULT_KILL_GRACE, Pipeline, StepId};
+use crate::pipeline::{DEFAULT_KILL_GRACE, Executor, Pipeline, StepId};
 use crate::plan::{self, Mode, Plan};
 use crate::process::{self, Child, LazyLog};
 use crate::report::{Progress, Tee};
 use crate::state_dir::{StateDir, Writer};
 use crate::workspace::{self, Survey};
+
+mod jobs;
+pub use jobs::{Adopted, reattach};
 
 /// How to run.
 ///
@@ -63,6 +71,9 @@ pub struct RunOptions {
     /// is checked again when its turn comes and skipped if it turns out up to
     /// date (its dependencies reran and produced the same bytes).
     pub mode: Mode,
+    /// `run --executor`: where steps that do not name an executor run,
+    /// instead of `[pipeline] executor`.
+    pub executor: Option<Executor>,
 }
 
 impl RunOptions {
@@ -85,6 +96,7 @@ impl Default for RunOptions {
             keep_going: false,
             kill_grace: DEFAULT_KILL_GRACE,
             mode: Mode::Fingerprint,
+            executor: None,
         }
     }
 }
@@ -178,6 +190,32 @@ pub fn execute(
     progress: &mut dyn Progress,
     options: &RunOptions,
 ) -> Result<RunSummary> {
+    execute_adopting(
+        pipeline,
+        plan,
+        state,
+        writer,
+        survey,
+        progress,
+        options,
+        Vec::new(),
+    )
+}
+
+/// [`execute`], first taking over Slurm jobs an earlier run submitted that
+/// are still in flight (found by [`reattach`]): their steps count as
+/// running, and are not submitted again.
+#[allow(clippy::too_many_arguments)]
+pub fn execute_adopting(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    state: &StateDir,
+    writer: &mut Writer,
+    survey: &mut Survey,
+    progress: &mut dyn Progress,
+    options: &RunOptions,
+    adopted: Vec<Adopted>,
+) -> Result<RunSummary> {
     let leftovers_killed = writer.close_dead_runs()?;
     if !leftovers_killed.is_empty() {
         progress.leftovers_killed(&leftovers_killed);
@@ -201,6 +239,7 @@ pub fn execute(
         pipeline, plan, state, writer, survey, progress, options, run, signals,
     );
     s.summary.leftovers_killed = leftovers_killed;
+    s.adopt(adopted);
     let result = s.run();
     if result.is_err() {
         s.abandon();
@@ -252,6 +291,8 @@ struct Scheduler<'a> {
     /// The failed step that keeps a step from running.
     blocked: Vec<Option<StepId>>,
     running: Vec<Running>,
+    /// Attempts running as Slurm jobs.
+    jobs: jobs::Jobs,
     stopping: bool,
     /// SIGKILL everything still running at this instant (after a signal).
     kill_all_at: Option<Instant>,
@@ -321,6 +362,7 @@ impl<'a> Scheduler<'a> {
             finished: vec![false; n],
             blocked: vec![None; n],
             running: Vec::new(),
+            jobs: jobs::Jobs::new(pipeline.slurm_poll),
             stopping: false,
             kill_all_at: None,
             signals,
@@ -341,13 +383,13 @@ impl<'a> Scheduler<'a> {
     fn run(&mut self) -> Result<()> {
         loop {
             self.start_ready()?;
-            if self.running.is_empty() && self.retries_due.is_empty() {
+            if self.running.is_empty() && self.retries_due.is_empty() && self.jobs.is_idle() {
                 return Ok(());
             }
             let (exited, readable, woken) = self.wait()?;
             if woken {
                 for sig in self.signals.take() {
-                    self.signalled(sig);
+                    self.signalled(sig)?;
                 }
             }
             for i in readable {
@@ -361,6 +403,10 @@ impl<'a> Scheduler<'a> {
                 self.exited(r)?;
             }
             self.fire_timers();
+            // Checked first so a run of local steps reads no clock for it.
+            if !self.jobs.is_idle() && self.jobs.due(Instant::now()) {
+                self.poll_jobs()?;
+            }
         }
     }
 
@@ -413,13 +459,24 @@ impl<'a> Scheduler<'a> {
 
     fn start_ready(&mut self) -> Result<()> {
         let jobs = self.options.jobs.max(1);
-        while !self.stopping && self.running.len() < jobs {
+        // Slurm steps waiting for the check that jobs see the state dir.
+        let mut held = Vec::new();
+        while !self.stopping && self.running.len() + self.jobs.len() < jobs {
             let Some(id) = self.ready.pop_first() else {
                 break;
             };
+            if self.executor(id) == Executor::Slurm && !self.slurm_ready(id)? {
+                held.push(id);
+                continue;
+            }
             self.start(id)?;
         }
+        self.ready.extend(held);
         Ok(())
+    }
+
+    fn executor(&self, id: StepId) -> Executor {
+        self.pipeline.executor_of(id, self.options.executor)
     }
 
     fn start(&mut self, id: StepId) -> Result<()> {
@@ -482,6 +539,9 @@ impl<'a> Scheduler<'a> {
         if let Err(e) = log.check() {
             let why = format!("cannot create its log {}: {e}", log.path().display());
             return self.ended(id, attempt, Outcome::NotStarted(why), 0, &log);
+        }
+        if self.executor(id) == Executor::Slurm {
+            return self.submit(id, attempt, log.path().to_path_buf());
         }
         let started = Instant::now();
         match self.spawn(id, attempt) {
@@ -600,9 +660,24 @@ impl<'a> Scheduler<'a> {
         duration_ms: u64,
         log: &LazyLog,
     ) -> Result<()> {
+        let log_path = log.exists().then(|| log.path());
+        self.record_end(self.run, id, attempt, &outcome, duration_ms, log_path)?;
+        self.follow_up(id, outcome)
+    }
+
+    /// Records how an attempt of run `run` ended, and shows it.
+    fn record_end(
+        &mut self,
+        run: u64,
+        id: StepId,
+        attempt: u32,
+        outcome: &Outcome,
+        duration_ms: u64,
+        log: Option<&std::path::Path>,
+    ) -> Result<()> {
         let step = self.pipeline.step(id);
         self.writer.record(Record::AttemptFinished {
-            run: self.run,
+            run,
             step: step.name.clone(),
             attempt,
             at: now(),
@@ -610,9 +685,15 @@ impl<'a> Scheduler<'a> {
             outcome: outcome.clone(),
             value: None,
         })?;
-        let log_path = log.exists().then(|| log.path());
         self.progress
-            .step_finished(self.pipeline, id, attempt, &outcome, duration_ms, log_path);
+            .step_finished(self.pipeline, id, attempt, outcome, duration_ms, log);
+        Ok(())
+    }
+
+    /// What follows from a recorded outcome: dependents released, a retry,
+    /// or the step failed for good.
+    fn follow_up(&mut self, id: StepId, outcome: Outcome) -> Result<()> {
+        let step = self.pipeline.step(id);
         if outcome.ok() {
             self.summary.succeeded.push(id);
             self.release_dependents(id);
@@ -669,23 +750,25 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    fn signalled(&mut self, sig: Signal) {
+    fn signalled(&mut self, sig: Signal) -> Result<()> {
         if self.summary.interrupted.is_some() {
             // A second signal: no more patience.
             for r in &self.running {
                 r.child.signal(Signal::SIGKILL);
             }
-            return;
+            return Ok(());
         }
         self.summary.interrupted = Some(sig);
         self.stopping = true;
         self.retries_due.clear();
-        self.progress.interrupted(sig, self.running.len());
+        self.progress
+            .interrupted(sig, self.running.len() + self.jobs.len());
         for r in &mut self.running {
             r.signalled = true;
             r.child.signal(sig);
         }
         self.kill_all_at = Some(Instant::now() + self.options.kill_grace);
+        self.cancel_jobs(sig)
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -696,7 +779,7 @@ impl<'a> Scheduler<'a> {
         let retries = self.retries_due.iter().map(|&(at, _)| Some(at));
         running
             .chain(retries)
-            .chain([self.kill_all_at])
+            .chain([self.kill_all_at, self.jobs.next_wake()])
             .flatten()
             .min()
     }
@@ -729,6 +812,9 @@ impl<'a> Scheduler<'a> {
                 i += 1;
             }
         }
+        if self.jobs.len() > 0 {
+            self.fire_job_timers();
+        }
     }
 
     /// The journal cannot be written: stop everything we started, since we
@@ -739,9 +825,12 @@ impl<'a> Scheduler<'a> {
             let mut log = r.log;
             let _ = r.child.finish(&mut log);
         }
+        self.jobs.abandon();
     }
 
     fn finish(&mut self) -> RunSummary {
+        // The run ended before the check that jobs see the state dir did.
+        self.jobs.abandon();
         for id in self.plan.to_run() {
             if !self.finished[id.index()] {
                 let why = self.blocked[id.index()].map_or(NotRun::Stopped, NotRun::NeedsFailed);

@@ -21,7 +21,7 @@ pub fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> Value {
         .finished
         .as_ref()
         .map_or((None, None), |f| exit_code_and_signal(&f.outcome));
-    json!({
+    let mut doc = json!({
         "number": a.number,
         "run": a.run,
         "imported": a.imported(),
@@ -34,7 +34,13 @@ pub fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> Value {
         "finished_at": a.finished.as_ref().map(|f| f.at),
         "duration_ms": a.finished.as_ref().map(|f| f.duration_ms),
         "log": Some(state.log(name, a.number)).filter(|p| !a.imported() && p.exists()),
-    })
+    });
+    // Only for attempts that ran as Slurm jobs, so other documents are as
+    // they were.
+    if let (Some(job), Some(map)) = (&a.job, doc.as_object_mut()) {
+        map.insert("job".into(), json!(job));
+    }
+    doc
 }
 
 /// One run as `history --json` gives it.

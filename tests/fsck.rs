@@ -178,7 +178,7 @@ fn a_torn_last_line_and_zero_lines_are_notes_and_repair_tidies_them() {
 fn a_newer_journal_is_refused_by_check_and_repair_and_left_untouched() {
     let space = half_done();
     let mut all = lines(&space);
-    all.push(r#"{"v":2,"event":"run","run":9,"at":1,"new":"field"}"#.into());
+    all.push(r#"{"v":3,"event":"run","run":9,"at":1,"new":"field"}"#.into());
     all.push("garbage".into());
     set_lines(&space, &all);
     let before = space.journal_bytes();
@@ -187,7 +187,7 @@ fn a_newer_journal_is_refused_by_check_and_repair_and_left_untouched() {
             .run(args)
             .code(2)
             .stderr_has("written by a newer stepwise")
-            .stderr_has("format 2");
+            .stderr_has("format 3");
     }
     assert_eq!(space.journal_bytes(), before);
     assert!(corrupt_files(&space).is_empty());

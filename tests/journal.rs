@@ -161,7 +161,7 @@ fn a_corrupt_last_line_that_ends_in_a_newline_is_corruption_not_a_torn_write() {
 #[test]
 fn a_record_from_a_newer_stepwise_is_refused() {
     let space = half_done();
-    append(&space, "{\"v\":2,\"event\":\"run\",\"run\":3,\"at\":1}\n");
+    append(&space, "{\"v\":3,\"event\":\"run\",\"run\":3,\"at\":1}\n");
     let newer = space.journal_bytes();
     space.write("fixed", "");
     for command in [&["run"][..], &["plan"], &["checkpoint", "export"]] {
@@ -176,7 +176,7 @@ fn a_journal_from_a_newer_stepwise_is_not_called_corrupt() {
     // The file is fine; this stepwise is just too old for it. "corrupt"
     // would send the user repairing or moving aside a healthy journal.
     let space = half_done();
-    append(&space, "{\"v\":2,\"event\":\"run\",\"run\":3,\"at\":1}\n");
+    append(&space, "{\"v\":3,\"event\":\"run\",\"run\":3,\"at\":1}\n");
     let out = space.run(&["run"]);
     out.code(2)
         .stderr_has("newer stepwise")

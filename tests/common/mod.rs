@@ -37,6 +37,11 @@ impl Outcome {
         }
     }
 
+    /// Runs a command (from [`Space::command`], customised) to the end.
+    pub fn of(cmd: &mut Command) -> Outcome {
+        Outcome::from(cmd.output().expect("stepwise starts"))
+    }
+
     #[track_caller]
     pub fn code(&self, expected: i32) -> &Self {
         assert_eq!(
