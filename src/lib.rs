@@ -185,6 +185,7 @@ pub mod project;
 pub mod report;
 pub mod runs;
 pub mod scheduler;
+pub mod snapshot;
 pub mod state_dir;
 pub mod style;
 pub mod time;
