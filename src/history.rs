@@ -651,7 +651,8 @@ fn decode_attempt(d: &mut Dec<'_>, last: Option<&Attempt>) -> Option<Option<Atte
         0 => None,
         1 => {
             let fingerprint = d.digest()?;
-            Some(Arc::new(Stamp::from_text(fingerprint, d.str()?.into())))
+            let (snapshot, range) = d.shared_str()?;
+            Some(Arc::new(Stamp::from_text(fingerprint, snapshot, range)))
         }
         _ => return None,
     };

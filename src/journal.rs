@@ -128,8 +128,16 @@ pub struct Stamp {
 enum Parts {
     Parsed(Components),
     Stored(Box<serde_json::value::RawValue>),
-    /// The JSON text as kept in a history snapshot (see [`crate::snapshot`]).
-    Text(Box<str>),
+    /// The JSON text as kept in a history snapshot (see
+    /// [`crate::snapshot`]): bytes `.1` of the snapshot read, checked to be
+    /// UTF-8 when read, shared by every stamp read from it.
+    Text(Arc<Vec<u8>>, std::ops::Range<usize>),
+}
+
+fn shared_text<'a>(buf: &'a [u8], range: &std::ops::Range<usize>) -> &'a str {
+    buf.get(range.clone())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("{}")
 }
 
 impl Stamp {
@@ -148,7 +156,9 @@ impl Stamp {
         match &self.parts {
             Parts::Parsed(c) => Cow::Borrowed(c),
             Parts::Stored(raw) => Cow::Owned(parse_parts(raw.get()).unwrap_or_default()),
-            Parts::Text(text) => Cow::Owned(parse_parts(text).unwrap_or_default()),
+            Parts::Text(buf, range) => {
+                Cow::Owned(parse_parts(shared_text(buf, range)).unwrap_or_default())
+            }
         }
     }
 
@@ -156,19 +166,24 @@ impl Stamp {
     pub(crate) fn parts_text(&self) -> Cow<'_, str> {
         match &self.parts {
             Parts::Stored(raw) => Cow::Borrowed(raw.get()),
-            Parts::Text(text) => Cow::Borrowed(text),
+            Parts::Text(buf, range) => Cow::Borrowed(shared_text(buf, range)),
             Parts::Parsed(_) => {
                 Cow::Owned(RawStamp::from(self).parts.expect("set").get().to_string())
             }
         }
     }
 
-    /// A stamp read back from a history snapshot: `parts` is the text
-    /// [`Stamp::parts_text`] gave, parsed only if asked for.
-    pub(crate) fn from_text(fingerprint: Digest, parts: Box<str>) -> Stamp {
+    /// A stamp read back from a history snapshot: its parts are the text
+    /// [`Stamp::parts_text`] gave, bytes `range` of `snapshot`, parsed only
+    /// if asked for.
+    pub(crate) fn from_text(
+        fingerprint: Digest,
+        snapshot: Arc<Vec<u8>>,
+        range: std::ops::Range<usize>,
+    ) -> Stamp {
         Stamp {
             fingerprint,
-            parts: Parts::Text(parts),
+            parts: Parts::Text(snapshot, range),
         }
     }
 }
@@ -614,10 +629,12 @@ impl From<&Stamp> for RawStamp<'_> {
             Parts::Stored(raw) => raw.clone(),
             // Checksummed text this stepwise wrote: anything else reads as
             // no components (see `Stamp::parts`).
-            Parts::Text(text) => serde_json::value::RawValue::from_string(text.to_string())
-                .unwrap_or_else(|_| {
-                    serde_json::value::RawValue::from_string("{}".into()).expect("valid")
-                }),
+            Parts::Text(buf, range) => {
+                serde_json::value::RawValue::from_string(shared_text(buf, range).to_string())
+                    .unwrap_or_else(|_| {
+                        serde_json::value::RawValue::from_string("{}".into()).expect("valid")
+                    })
+            }
             Parts::Parsed(c) => {
                 let map: BTreeMap<&str, String> =
                     c.0.iter()

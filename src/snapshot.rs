@@ -81,7 +81,7 @@ impl JournalStamp {
 /// The snapshot at `path`, if it can be trusted for the journal open as
 /// `journal`; `None` means read the whole journal.
 pub fn load(path: &Path, journal: &File) -> Option<Valid> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = std::sync::Arc::new(std::fs::read(path).ok()?);
     if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
         return None;
     }
@@ -94,6 +94,7 @@ pub fn load(path: &Path, journal: &File) -> Option<Valid> {
         return None;
     }
     let mut r = Dec::new(body);
+    r.shared = Some((&bytes, MAGIC.len() + 32));
     let then = JournalStamp {
         dev: r.u64()?,
         ino: r.u64()?,
@@ -280,11 +281,28 @@ impl Enc {
 pub(crate) struct Dec<'a> {
     b: &'a [u8],
     at: usize,
+    /// The whole file `b` is part of, and where in it `b` starts.
+    shared: Option<(&'a std::sync::Arc<Vec<u8>>, usize)>,
 }
 
 impl<'a> Dec<'a> {
     fn new(b: &'a [u8]) -> Dec<'a> {
-        Dec { b, at: 0 }
+        Dec {
+            b,
+            at: 0,
+            shared: None,
+        }
+    }
+
+    /// A string's bytes, as a range of the whole file (shared, not copied).
+    pub(crate) fn shared_str(
+        &mut self,
+    ) -> Option<(std::sync::Arc<Vec<u8>>, std::ops::Range<usize>)> {
+        let n = self.usize()?;
+        let start = self.at;
+        std::str::from_utf8(self.take(n)?).ok()?;
+        let (whole, base) = self.shared?;
+        Some((whole.clone(), base + start..base + start + n))
     }
     fn done(&self) -> bool {
         self.at == self.b.len()

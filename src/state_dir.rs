@@ -400,6 +400,7 @@ impl Writer {
         let len = store.written_len();
         store.close()?;
         if snapshot_current && appended == 0 {
+            crate::dispose(history);
             return Ok(());
         }
         let state = journal::Resume {
@@ -419,6 +420,7 @@ impl Writer {
             (&snapshot.0, snapshot.1, snapshot.2),
             &history,
         );
+        crate::dispose(history);
         drop(_lock);
         Ok(())
     }
