@@ -28,6 +28,13 @@ impl Digest {
         Digest(d)
     }
 
+    /// A checksum of some bytes (XXH3, 128 bits), for the caches in the
+    /// state dir: it only has to catch damage, and at a few gigabytes a
+    /// second it costs a no-op run next to nothing. Never a fingerprint.
+    pub fn checksum(bytes: &[u8]) -> Digest {
+        Digest(xxhash_rust::xxh3::xxh3_128(bytes).to_le_bytes())
+    }
+
     /// The first 8 hex digits, for people.
     pub fn short(&self) -> String {
         self.to_string()[..8].to_string()

@@ -29,7 +29,7 @@ const PARALLEL_HASH_BYTES: u64 = 128 * 1024 * 1024;
 /// timestamps tick coarsely (and NFS clocks drift), so a second write right
 /// after hashing could keep the same stamp.
 const RACY_NS: i128 = 2_000_000_000;
-const CACHE_HEADER: &str = "stepwise stat-cache v1";
+const CACHE_HEADER: &str = "stepwise stat-cache v2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
@@ -137,7 +137,7 @@ impl FileHasher {
                 s.size, s.mtime_ns, s.ctime_ns, s.ino, s.dev
             ));
         }
-        let checksum = Digest::of(text.as_bytes());
+        let checksum = Digest::checksum(text.as_bytes());
         text.push_str(&format!("checksum {checksum}\n"));
         write_atomically(path, text.as_bytes())?;
         self.dirty = false;
@@ -313,7 +313,7 @@ fn parse_cache(text: &str) -> Option<CacheMap> {
     let body_end = text.strip_suffix('\n')?.rfind('\n')? + 1;
     let (body, last) = text.split_at(body_end);
     let checksum: Digest = last.trim_end().strip_prefix("checksum ")?.parse().ok()?;
-    if Digest::of(body.as_bytes()) != checksum {
+    if Digest::checksum(body.as_bytes()) != checksum {
         return None;
     }
     let mut lines = body.lines();

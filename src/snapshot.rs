@@ -10,8 +10,8 @@
 //!   as the part the snapshot covers;
 //! - and either its size, mtime and ctime are those it had when the
 //!   snapshot was written (nothing was written to it since), or the covered
-//!   part still has the BLAKE3 digests the snapshot holds for it, 1 MiB at a
-//!   time (it was only appended to since).
+//!   part still has the checksums (XXH3-128) the snapshot holds for it, 1 MiB
+//!   at a time (it was only appended to since).
 //!
 //! A journal rewritten by stepwise (`gc`, compaction, `fsck --repair`) is a
 //! new file, and the snapshot is removed first anyway. A snapshot that is
@@ -90,7 +90,7 @@ pub fn load(path: &Path, journal: &File) -> Option<Valid> {
         return None;
     }
     let (checksum, body) = rest.split_at(16);
-    if Digest::of(body).0 != checksum {
+    if Digest::checksum(body).0 != checksum {
         return None;
     }
     let mut r = Dec::new(body);
@@ -201,7 +201,7 @@ fn try_save(
     let mut out = Vec::with_capacity(MAGIC.len() + 32 + e.0.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&build_key().0);
-    out.extend_from_slice(&Digest::of(&e.0).0);
+    out.extend_from_slice(&Digest::checksum(&e.0).0);
     out.extend_from_slice(&e.0);
     crate::hash::write_atomically(path, &out)
 }
@@ -226,7 +226,7 @@ fn digests_counting(
     while at < to {
         let n = (to - at).min(CHUNK) as usize;
         file.read_exact_at(&mut buf[..n], at)?;
-        out.push(Digest::of(&buf[..n]));
+        out.push(Digest::checksum(&buf[..n]));
         let skip = count_from.saturating_sub(at).min(n as u64) as usize;
         newlines += memchr::memchr_iter(b'\n', &buf[skip..n]).count();
         at += n as u64;
