@@ -112,15 +112,17 @@ impl Components {
     /// The fingerprint: a hash over every component, in key order, with
     /// separators no key or digest can contain.
     pub fn fingerprint(&self) -> Digest {
-        let mut h = blake3::Hasher::new();
-        h.update(b"stepwise fingerprint v1\n");
+        // The same bytes as hashing piece by piece, gathered first: one
+        // hasher call instead of four per component.
+        let mut buf = Vec::with_capacity(24 + self.0.keys().map(|k| k.len() + 18).sum::<usize>());
+        buf.extend_from_slice(b"stepwise fingerprint v1\n");
         for (key, digest) in &self.0 {
-            h.update(key.as_bytes());
-            h.update(b"\0");
-            h.update(&digest.0);
-            h.update(b"\n");
+            buf.extend_from_slice(key.as_bytes());
+            buf.push(0);
+            buf.extend_from_slice(&digest.0);
+            buf.push(b'\n');
         }
-        Digest::from_blake3(&h.finalize())
+        Digest::of(&buf)
     }
 
     /// How `self` (now) differs from `then`, as reasons, in a stable order.

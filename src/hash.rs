@@ -316,25 +316,66 @@ fn parse_cache(text: &str) -> Option<CacheMap> {
     if Digest::checksum(body.as_bytes()) != checksum {
         return None;
     }
-    let mut lines = body.lines();
-    if lines.next()? != CACHE_HEADER {
+    let body = body.as_bytes();
+    let header_end = memchr::memchr(b'\n', body)?;
+    if &body[..header_end] != CACHE_HEADER.as_bytes() {
         return None;
     }
     let mut map = CacheMap::with_capacity_and_hasher(body.len() / 100, Default::default());
-    for line in lines {
-        let mut f = line.splitn(7, ' ');
-        let digest: Digest = f.next()?.parse().ok()?;
+    let mut rest = &body[header_end + 1..];
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest)?;
+        let (line, next) = (&rest[..end], &rest[end + 1..]);
+        rest = next;
+        let mut f = Fields(line);
+        let digest: Digest = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
         let stamp = Stamp {
-            size: f.next()?.parse().ok()?,
-            mtime_ns: f.next()?.parse().ok()?,
-            ctime_ns: f.next()?.parse().ok()?,
-            ino: f.next()?.parse().ok()?,
-            dev: f.next()?.parse().ok()?,
+            size: int(f.next()?)?.try_into().ok()?,
+            mtime_ns: int(f.next()?)?,
+            ctime_ns: int(f.next()?)?,
+            ino: int(f.next()?)?.try_into().ok()?,
+            dev: int(f.next()?)?.try_into().ok()?,
         };
-        let path = f.next()?;
-        map.insert(path.as_bytes().into(), (stamp, digest));
+        // The path is the rest of the line, spaces and all.
+        let path = f.0;
+        if path.is_empty() {
+            return None;
+        }
+        map.insert(path.into(), (stamp, digest));
     }
     Some(map)
+}
+
+/// Space-separated fields of a cache line; what is left is in `.0`.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = memchr::memchr(b' ', self.0)?;
+        let field = &self.0[..end];
+        self.0 = &self.0[end + 1..];
+        Some(field)
+    }
+}
+
+/// A decimal integer, optionally negative, nothing else.
+fn int(s: &[u8]) -> Option<i128> {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 38 {
+        return None;
+    }
+    let mut n: i128 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i128::from(b - b'0');
+    }
+    Some(if negative { -n } else { n })
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new

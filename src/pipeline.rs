@@ -6,6 +6,10 @@
 //! sees a half-valid pipeline.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Step names to ids: looked up for every step of every no-op run, so with
+/// a fast hash rather than SipHash.
+type NameIndex = HashMap<String, StepId, foldhash::fast::RandomState>;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,7 +75,7 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     /// Rebuilt, not stored, when loaded from the compiled cache.
     #[serde(skip)]
-    index: HashMap<String, StepId>,
+    index: NameIndex,
     /// `matrix` and `for_each` templates, by name, with their expansions.
     pub templates: Vec<(String, Vec<StepId>)>,
     /// The files and globs the expansion read: the compiled cache is valid
@@ -233,7 +237,7 @@ impl Pipeline {
         root: &Path,
         names: impl IntoIterator<Item = String>,
     ) -> Pipeline {
-        let mut index = HashMap::new();
+        let mut index = NameIndex::default();
         let mut steps = Vec::new();
         for name in names {
             if index.contains_key(&name) {
@@ -1183,7 +1187,7 @@ impl Cx<'_> {
     /// Resolves names and dependencies; reports duplicates, unknown names and
     /// cycles.
     fn validate(&mut self, raw: RawPipeline, root: &Path) -> Pipeline {
-        let mut index: HashMap<String, StepId> = HashMap::with_capacity(raw.steps.len());
+        let mut index = NameIndex::with_capacity_and_hasher(raw.steps.len(), Default::default());
         let mut first_span: HashMap<String, Range<usize>> = HashMap::new();
         for (i, step) in raw.steps.iter().enumerate() {
             let Some(name) = &step.name else { continue };
@@ -1504,7 +1508,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 /// pattern matches nothing.
 fn resolve_after(
     entry: &str,
-    index: &HashMap<String, StepId>,
+    index: &NameIndex,
     templates: &[(String, Vec<StepId>)],
     steps: &[RawStep],
 ) -> std::result::Result<Vec<StepId>, Option<String>> {
