@@ -326,16 +326,22 @@ pub fn text_list(items: &[String]) -> Digest {
 }
 
 /// The digest that stands for a dependency's declared outputs together.
-pub fn outputs_digest(outputs: &[(String, Digest)]) -> Digest {
-    let mut h = blake3::Hasher::new();
-    h.update(b"outputs\n");
+pub fn outputs_digest<S: AsRef<str>>(outputs: &[(S, Digest)]) -> Digest {
+    // The same bytes as hashing piece by piece, gathered first.
+    let mut buf = Vec::with_capacity(
+        8 + outputs
+            .iter()
+            .map(|(p, _)| p.as_ref().len() + 18)
+            .sum::<usize>(),
+    );
+    buf.extend_from_slice(b"outputs\n");
     for (path, digest) in outputs {
-        h.update(path.as_bytes());
-        h.update(b"\0");
-        h.update(&digest.0);
-        h.update(b"\n");
+        buf.extend_from_slice(path.as_ref().as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(&digest.0);
+        buf.push(b'\n');
     }
-    Digest::from_blake3(&h.finalize())
+    Digest::of(&buf)
 }
 
 #[cfg(test)]

@@ -365,16 +365,21 @@ fn int(s: &[u8]) -> Option<i128> {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 38 {
+    if digits.is_empty() || digits.len() > 38 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // Up to 19 digits fit a u64: the common case, without 128-bit
+    // multiplications.
+    let (head, tail) = digits.split_at(digits.len().saturating_sub(19));
     let mut n: i128 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
+    for &b in head {
         n = n * 10 + i128::from(b - b'0');
     }
+    let mut low: u64 = 0;
+    for &b in tail {
+        low = low * 10 + u64::from(b - b'0');
+    }
+    n = n * 10i128.pow(tail.len() as u32) + i128::from(low);
     Some(if negative { -n } else { n })
 }
 
@@ -440,6 +445,24 @@ mod tests {
         assert_ne!(before, renamed);
         fs::write(d.join("sub/b"), "3").unwrap();
         assert_ne!(h.hash_path(&d).unwrap().unwrap(), renamed);
+    }
+
+    #[test]
+    fn cache_integers_parse_exactly() {
+        for n in [
+            0i128,
+            7,
+            -7,
+            1_795_980_278_826_000_000,
+            i128::from(u64::MAX),
+            10i128.pow(30) + 3,
+            -(10i128.pow(25)),
+        ] {
+            assert_eq!(int(n.to_string().as_bytes()), Some(n));
+        }
+        for bad in ["", "-", "1a", " 1", "+1", "1.0"] {
+            assert_eq!(int(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -410,17 +410,42 @@ impl Pipeline {
     /// Every step, each after all the steps it needs; among steps free to go
     /// at the same time, file order.
     pub fn topological_order(&self) -> Vec<StepId> {
-        let dependents = self.dependents();
+        use std::cmp::Reverse;
+        // The dependents of step i are flat[start[i]..start[i + 1]]: two
+        // allocations, not one per step.
+        let n = self.steps.len();
+        let mut start = vec![0u32; n + 1];
+        for step in &self.steps {
+            for dep in &step.after {
+                start[dep.index() + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill: Vec<u32> = start[..n].to_vec();
+        let mut flat = vec![StepId(0); start[n] as usize];
+        for id in self.ids() {
+            for dep in &self.step(id).after {
+                flat[fill[dep.index()] as usize] = id;
+                fill[dep.index()] += 1;
+            }
+        }
         let mut waiting: Vec<usize> = self.steps.iter().map(|s| s.after.len()).collect();
-        let mut ready: std::collections::BTreeSet<StepId> =
-            self.ids().filter(|id| waiting[id.index()] == 0).collect();
-        let mut order = Vec::with_capacity(self.steps.len());
-        while let Some(id) = ready.pop_first() {
+        // The lowest ready id first, as before: a min-heap.
+        let mut ready: std::collections::BinaryHeap<Reverse<StepId>> = self
+            .ids()
+            .filter(|id| waiting[id.index()] == 0)
+            .map(Reverse)
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse(id)) = ready.pop() {
             order.push(id);
-            for &d in &dependents[id.index()] {
+            let i = id.index();
+            for &d in &flat[start[i] as usize..start[i + 1] as usize] {
                 waiting[d.index()] -= 1;
                 if waiting[d.index()] == 0 {
-                    ready.insert(d);
+                    ready.push(Reverse(d));
                 }
             }
         }

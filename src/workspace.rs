@@ -196,10 +196,10 @@ impl Survey {
         if step.outputs.is_empty() {
             return (Vec::new(), None);
         }
-        let paths = pipeline.output_paths(id).to_vec();
+        let paths = pipeline.output_paths(id);
         let mut missing = Vec::new();
         let mut hashed = Vec::with_capacity(paths.len());
-        for (written, path) in step.outputs.iter().zip(&paths) {
+        for (written, path) in step.outputs.iter().zip(paths) {
             let result = if settled {
                 self.hasher.hash_settled(path)
             } else {
@@ -213,7 +213,7 @@ impl Survey {
                 }
                 Err(e) => Digest::of(format!("unreadable: {e}").as_bytes()),
             };
-            hashed.push((written.clone(), digest));
+            hashed.push((written.as_str(), digest));
         }
         (missing, Some(fingerprint::outputs_digest(&hashed)))
     }
