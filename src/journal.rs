@@ -1004,9 +1004,8 @@ impl JsonlStore {
             .context(format!("cannot read the journal {}", path.display()))?;
         let (report, total, last) = read_stream_from(path, &*store.file, start, visit)?;
         store.mend_tail(total, last, &report)?;
-        if mode == SyncMode::Batched {
-            store.start_group_commit();
-        }
+        // The group-commit thread starts with the first append: a run with
+        // nothing to do spawns no thread.
         Ok((store, report))
     }
 
@@ -1170,7 +1169,12 @@ impl Store for JsonlStore {
                         .context(format!("cannot sync the journal {}", self.path.display()));
                 }
             }
-            SyncMode::Batched => self.dirty.store(true, Ordering::Release),
+            SyncMode::Batched => {
+                self.dirty.store(true, Ordering::Release);
+                if self.committer.is_none() {
+                    self.start_group_commit();
+                }
+            }
         }
         Ok(())
     }
