@@ -317,6 +317,16 @@ impl History {
         self.index.get(name).map(|&i| &self.steps[i as usize])
     }
 
+    /// [`History::step`], trying first the step the journal mentioned
+    /// `hint`-th (no hashing when it is the one): a pipeline run in file
+    /// order has its steps in the journal in the same order.
+    pub fn step_hinted(&self, name: &str, hint: usize) -> Option<&StepHistory> {
+        match self.names.get(hint) {
+            Some(n) if n == name => Some(&self.steps[hint]),
+            _ => self.step(name),
+        }
+    }
+
     /// The run with this id.
     pub fn run(&self, id: u64) -> Option<&RunInfo> {
         self.runs.iter().rev().find(|r| r.id == id)

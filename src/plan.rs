@@ -192,7 +192,7 @@ pub fn plan(
         if !scope[id.index()] {
             continue;
         }
-        let h = history.step(&pipeline.step(id).name);
+        let h = history.step_hinted(&pipeline.step(id).name, id.index());
         let success = h.and_then(|h| h.success.as_ref().map(|s| (h, s)));
         let mut step_plan = match (seed_done[id.index()], success) {
             (true, Some((h, success))) => {
