@@ -79,7 +79,8 @@ where
 {
     // Index the pipeline once so the checkpoint is read in one pass without
     // allocating per entry: journals can hold millions of attempts.
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(all_steps.len());
+    let mut index: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(all_steps.len(), Default::default());
     for (i, step) in all_steps.iter().enumerate() {
         index.entry(step.as_ref()).or_insert(i);
     }

@@ -282,6 +282,8 @@ pub fn command() -> clap::Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    // One command, then exit: the exit frees everything at once.
+    crate::skip_freeing_at_exit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -338,10 +340,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Man { dir } => return man(dir.as_deref()),
         _ => {}
     }
-    let project = match &cli.state_dir {
+    // Left for the exit to reclaim (see `skip_freeing_at_exit`).
+    let project = std::mem::ManuallyDrop::new(match &cli.state_dir {
         Some(dir) => Project::from_state_dir(dir)?,
         None => Project::open(&path)?,
-    };
+    });
     let (quiet, verbose, color) = (cli.quiet, cli.verbose, cli.color);
     match cli.command {
         Command::Run {
@@ -488,7 +491,9 @@ fn run(
         Some(summary) => progress.summary(&project.pipeline, summary),
         None => progress.nothing_to_do(&project.pipeline, &report.plan),
     }
-    Ok(report.exit_code())
+    let code = report.exit_code();
+    crate::dispose(report);
+    Ok(code)
 }
 
 fn history(project: &Project, limit: usize, json: bool) -> Result<i32> {

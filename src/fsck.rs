@@ -532,6 +532,7 @@ fn run_repair(state: &StateDir, out: &mut String) -> Result<i32> {
     if rewrite {
         // Only the readable lines, exactly as they were: temp file, fsync,
         // rename over the journal, fsync of the folder.
+        crate::snapshot::remove_beside(&journal);
         crate::hash::write_atomically(&journal, &x.kept)
             .context(format!("cannot rewrite the journal {}", journal.display()))?;
         let _ = writeln!(

@@ -12,10 +12,13 @@
 //! write within the same timestamp tick could go unseen ("racily clean").
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::fingerprint::Digest;
@@ -26,7 +29,7 @@ const PARALLEL_HASH_BYTES: u64 = 128 * 1024 * 1024;
 /// timestamps tick coarsely (and NFS clocks drift), so a second write right
 /// after hashing could keep the same stamp.
 const RACY_NS: i128 = 2_000_000_000;
-const CACHE_HEADER: &str = "stepwise stat-cache v1";
+const CACHE_HEADER: &str = "stepwise stat-cache v2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
@@ -47,6 +50,24 @@ impl Stamp {
             dev: meta.dev(),
         }
     }
+
+    fn of_stat(st: &nix::sys::stat::FileStat) -> Stamp {
+        Stamp {
+            size: st.st_size as u64,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
+            ino: st.st_ino,
+            dev: st.st_dev,
+        }
+    }
+}
+
+/// The stat cache's map: keyed by the path's bytes (hashing a `Path` walks
+/// its components, and so does comparing two).
+type CacheMap = HashMap<Box<[u8]>, (Stamp, Digest), foldhash::fast::RandomState>;
+
+fn key(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
 }
 
 /// How much work hashing did: for tests and benchmarks.
@@ -62,7 +83,11 @@ pub struct HashStats {
 
 /// Hashes file and folder contents through the stat cache.
 pub struct FileHasher {
-    cache: HashMap<PathBuf, (Stamp, Digest)>,
+    cache: CacheMap,
+    /// Open folders (`O_PATH`) by path, while [`FileHasher::batch`] is on:
+    /// a file in one is then `stat`ed by its name alone, not walked to from
+    /// `/` component by component. `None`: the folder cannot be opened.
+    dirs: Option<HashMap<Box<[u8]>, Option<OwnedFd>, foldhash::fast::RandomState>>,
     dirty: bool,
     racy_ns: i128,
     /// Set by [`FileHasher::hash_settled`].
@@ -74,7 +99,8 @@ pub struct FileHasher {
 impl Default for FileHasher {
     fn default() -> Self {
         FileHasher {
-            cache: HashMap::new(),
+            cache: CacheMap::default(),
+            dirs: None,
             dirty: false,
             racy_ns: RACY_NS,
             settled: false,
@@ -103,7 +129,7 @@ impl FileHasher {
         text.push_str(CACHE_HEADER);
         text.push('\n');
         for (p, (s, d)) in &self.cache {
-            let Some(p) = p.to_str().filter(|p| !p.contains('\n')) else {
+            let Some(p) = std::str::from_utf8(p).ok().filter(|p| !p.contains('\n')) else {
                 continue;
             };
             text.push_str(&format!(
@@ -111,7 +137,7 @@ impl FileHasher {
                 s.size, s.mtime_ns, s.ctime_ns, s.ino, s.dev
             ));
         }
-        let checksum = Digest::of(text.as_bytes());
+        let checksum = Digest::checksum(text.as_bytes());
         text.push_str(&format!("checksum {checksum}\n"));
         write_atomically(path, text.as_bytes())?;
         self.dirty = false;
@@ -129,8 +155,50 @@ impl FileHasher {
         result
     }
 
+    /// Starts (`true`) or ends a batch of lookups during which no folder
+    /// is replaced: files are then `stat`ed relative to their folder, opened
+    /// once. Only for a pass in which nothing runs (a step could remove a
+    /// folder and make another of the same name).
+    pub fn batch(&mut self, on: bool) {
+        self.dirs = on.then(HashMap::default);
+    }
+
+    /// A file's stamp through its open folder, during a batch; `None` when
+    /// that does not apply (then `fs::metadata` decides, errors included).
+    fn stat_in_dir(&mut self, path: &Path) -> Option<io::Result<Option<Stamp>>> {
+        let dirs = self.dirs.as_mut()?;
+        let (parent, name) = (path.parent()?, path.file_name()?);
+        if !path.is_absolute() || name.as_bytes().contains(&0) {
+            return None;
+        }
+        let fd = dirs.entry(key(parent).into()).or_insert_with(|| {
+            use nix::fcntl::OFlag;
+            nix::fcntl::open(
+                parent,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()
+        });
+        let fd = fd.as_ref()?;
+        match nix::sys::stat::fstatat(fd, OsStr::new(name), nix::fcntl::AtFlags::empty()) {
+            Ok(st) if st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG => {
+                Some(Ok(Some(Stamp::of_stat(&st))))
+            }
+            Ok(_) => None,
+            Err(nix::errno::Errno::ENOENT) => Some(Ok(None)),
+            Err(_) => None,
+        }
+    }
+
     /// The content hash of a file or folder; `Ok(None)` if it does not exist.
     pub fn hash_path(&mut self, path: &Path) -> io::Result<Option<Digest>> {
+        match self.stat_in_dir(path) {
+            Some(Ok(Some(stamp))) => return self.hash_file_stamped(path, stamp).map(Some),
+            Some(Ok(None)) => return Ok(None),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
         let meta = match fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -144,8 +212,11 @@ impl FileHasher {
     }
 
     fn hash_file(&mut self, path: &Path, meta: &fs::Metadata) -> io::Result<Digest> {
-        let stamp = Stamp::of(meta);
-        if let Some((cached, digest)) = self.cache.get(path)
+        self.hash_file_stamped(path, Stamp::of(meta))
+    }
+
+    fn hash_file_stamped(&mut self, path: &Path, stamp: Stamp) -> io::Result<Digest> {
+        if let Some((cached, digest)) = self.cache.get(key(path))
             && *cached == stamp
         {
             self.stats.cache_hits += 1;
@@ -165,9 +236,9 @@ impl FileHasher {
             .map_or(0, |d| d.as_nanos() as i128);
         let racy = !self.settled && now - stamp.mtime_ns.max(stamp.ctime_ns) < self.racy_ns;
         if racy {
-            self.cache.remove(path);
+            self.cache.remove(key(path));
         } else {
-            self.cache.insert(path.to_path_buf(), (stamp, digest));
+            self.cache.insert(key(path).into(), (stamp, digest));
         }
         self.dirty = true;
         Ok(digest)
@@ -236,34 +307,80 @@ pub fn check_cache(path: &Path) -> Result<usize, String> {
 }
 
 /// Parses a cache file; `None` unless every byte of it checks out.
-fn parse_cache(text: &str) -> Option<HashMap<PathBuf, (Stamp, Digest)>> {
+fn parse_cache(text: &str) -> Option<CacheMap> {
     // The last line is a checksum of everything before it: a cache corrupted
     // into another well-formed cache must not be trusted either.
     let body_end = text.strip_suffix('\n')?.rfind('\n')? + 1;
     let (body, last) = text.split_at(body_end);
     let checksum: Digest = last.trim_end().strip_prefix("checksum ")?.parse().ok()?;
-    if Digest::of(body.as_bytes()) != checksum {
+    if Digest::checksum(body.as_bytes()) != checksum {
         return None;
     }
-    let mut lines = body.lines();
-    if lines.next()? != CACHE_HEADER {
+    let body = body.as_bytes();
+    let header_end = memchr::memchr(b'\n', body)?;
+    if &body[..header_end] != CACHE_HEADER.as_bytes() {
         return None;
     }
-    let mut map = HashMap::new();
-    for line in lines {
-        let mut f = line.splitn(7, ' ');
-        let digest: Digest = f.next()?.parse().ok()?;
+    let mut map = CacheMap::with_capacity_and_hasher(body.len() / 100, Default::default());
+    let mut rest = &body[header_end + 1..];
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest)?;
+        let (line, next) = (&rest[..end], &rest[end + 1..]);
+        rest = next;
+        let mut f = Fields(line);
+        let digest: Digest = std::str::from_utf8(f.next()?).ok()?.parse().ok()?;
         let stamp = Stamp {
-            size: f.next()?.parse().ok()?,
-            mtime_ns: f.next()?.parse().ok()?,
-            ctime_ns: f.next()?.parse().ok()?,
-            ino: f.next()?.parse().ok()?,
-            dev: f.next()?.parse().ok()?,
+            size: int(f.next()?)?.try_into().ok()?,
+            mtime_ns: int(f.next()?)?,
+            ctime_ns: int(f.next()?)?,
+            ino: int(f.next()?)?.try_into().ok()?,
+            dev: int(f.next()?)?.try_into().ok()?,
         };
-        let path = f.next()?;
-        map.insert(PathBuf::from(path), (stamp, digest));
+        // The path is the rest of the line, spaces and all.
+        let path = f.0;
+        if path.is_empty() {
+            return None;
+        }
+        map.insert(path.into(), (stamp, digest));
     }
     Some(map)
+}
+
+/// Space-separated fields of a cache line; what is left is in `.0`.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = memchr::memchr(b' ', self.0)?;
+        let field = &self.0[..end];
+        self.0 = &self.0[end + 1..];
+        Some(field)
+    }
+}
+
+/// A decimal integer, optionally negative, nothing else.
+fn int(s: &[u8]) -> Option<i128> {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 38 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Up to 19 digits fit a u64: the common case, without 128-bit
+    // multiplications.
+    let (head, tail) = digits.split_at(digits.len().saturating_sub(19));
+    let mut n: i128 = 0;
+    for &b in head {
+        n = n * 10 + i128::from(b - b'0');
+    }
+    let mut low: u64 = 0;
+    for &b in tail {
+        low = low * 10 + u64::from(b - b'0');
+    }
+    n = n * 10i128.pow(tail.len() as u32) + i128::from(low);
+    Some(if negative { -n } else { n })
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new
@@ -328,6 +445,42 @@ mod tests {
         assert_ne!(before, renamed);
         fs::write(d.join("sub/b"), "3").unwrap();
         assert_ne!(h.hash_path(&d).unwrap().unwrap(), renamed);
+    }
+
+    #[test]
+    fn cache_integers_parse_exactly() {
+        for n in [
+            0i128,
+            7,
+            -7,
+            1_795_980_278_826_000_000,
+            i128::from(u64::MAX),
+            10i128.pow(30) + 3,
+            -(10i128.pow(25)),
+        ] {
+            assert_eq!(int(n.to_string().as_bytes()), Some(n));
+        }
+        for bad in ["", "-", "1a", " 1", "+1", "1.0"] {
+            assert_eq!(int(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_stats_through_open_folders_and_sees_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("f"), "x").unwrap();
+        let mut plain = FileHasher::default();
+        let mut batched = FileHasher::default();
+        batched.batch(true);
+        for p in ["f", "d", "missing", "nodir/missing", "f/under-a-file"] {
+            let path = dir.path().join(p);
+            let a = plain.hash_path(&path).map_err(|e| e.kind());
+            let b = batched.hash_path(&path).map_err(|e| e.kind());
+            assert_eq!(a, b, "{p}");
+        }
+        batched.batch(false);
+        assert!(batched.dirs.is_none());
     }
 
     #[test]

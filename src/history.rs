@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::journal::{Millis, Outcome, Record, RunCounts, Stamp, StepValue};
+use crate::snapshot::{Dec, Enc};
 
 /// One attempt of a step, as recorded.
 #[derive(Clone, Debug)]
@@ -342,6 +343,16 @@ impl History {
         self.index.get(name).map(|&i| &self.steps[i as usize])
     }
 
+    /// [`History::step`], trying first the step the journal mentioned
+    /// `hint`-th (no hashing when it is the one): a pipeline run in file
+    /// order has its steps in the journal in the same order.
+    pub fn step_hinted(&self, name: &str, hint: usize) -> Option<&StepHistory> {
+        match self.names.get(hint) {
+            Some(n) if n == name => Some(&self.steps[hint]),
+            _ => self.step(name),
+        }
+    }
+
     /// The run with this id.
     pub fn run(&self, id: u64) -> Option<&RunInfo> {
         self.runs.iter().rev().find(|r| r.id == id)
@@ -429,6 +440,352 @@ pub fn export_checkpoint(records: impl IntoIterator<Item = Record>) -> Vec<(Stri
         }
     }
     entries.into_iter().flatten().collect()
+}
+
+/// The snapshot encoding (see [`crate::snapshot`]): every field, so that a
+/// history read back is the one encoded, `seq`s included. Stamps shared
+/// between a step's attempts are written once.
+impl History {
+    pub(crate) fn encode(&self, e: &mut Enc) {
+        e.u64(self.seq);
+        e.u64(self.runs.len() as u64);
+        for r in &self.runs {
+            e.u64(r.id);
+            e.u64(r.started_at);
+            e.u64(u64::from(r.pid));
+            match r.ended {
+                None => e.u64(0),
+                Some((at, None)) => {
+                    e.u64(1);
+                    e.u64(at);
+                }
+                Some((at, Some(code))) => {
+                    e.u64(2);
+                    e.u64(at);
+                    e.i64(i64::from(code));
+                }
+            }
+            e.u64(u64::from(r.counts.ran));
+            e.u64(u64::from(r.counts.failed));
+        }
+        e.u64(self.steps.len() as u64);
+        for (name, h) in self.names.iter().zip(&self.steps) {
+            e.str(name);
+            e.u64(u64::from(h.attempts_started));
+            match h.forgotten_at {
+                None => e.u64(0),
+                Some(at) => {
+                    e.u64(1);
+                    e.u64(at);
+                }
+            }
+            e.u64(h.forgotten_seq);
+            e.u64(u64::from(h.attempts_since_forget));
+            e.u64(h.first_seen as u64);
+            // `last` in full; the others, when they are the same attempt
+            // (as they mostly are), by reference to it.
+            let last = h.last.as_ref();
+            encode_attempt(e, last, None);
+            encode_attempt(e, h.current.as_ref(), last);
+            encode_attempt(e, h.success.as_ref(), last);
+            match &h.latest_real {
+                None => e.u64(0),
+                Some((a, forgotten)) => {
+                    e.u64(1 + u64::from(*forgotten));
+                    encode_attempt(e, Some(a), last);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn decode(d: &mut Dec<'_>) -> Option<History> {
+        let mut h = History {
+            seq: d.u64()?,
+            ..History::default()
+        };
+        let runs = d.usize()?;
+        h.runs.reserve(runs.min(1 << 20));
+        for _ in 0..runs {
+            let id = d.u64()?;
+            let started_at = d.u64()?;
+            let pid = d.u32()?;
+            let ended = match d.u64()? {
+                0 => None,
+                1 => Some((d.u64()?, None)),
+                2 => Some((d.u64()?, Some(d.i32()?))),
+                _ => return None,
+            };
+            let counts = RunCounts {
+                ran: d.u32()?,
+                failed: d.u32()?,
+            };
+            h.runs.push(RunInfo {
+                id,
+                started_at,
+                pid,
+                ended,
+                counts,
+            });
+        }
+        let steps = d.usize()?;
+        h.steps.reserve(steps.min(1 << 24));
+        h.names.reserve(steps.min(1 << 24));
+        h.index.reserve(steps.min(1 << 24));
+        for i in 0..steps {
+            let name = d.str()?.to_string();
+            let attempts_started = d.u32()?;
+            let forgotten_at = match d.u64()? {
+                0 => None,
+                1 => Some(d.u64()?),
+                _ => return None,
+            };
+            let forgotten_seq = d.u64()?;
+            let attempts_since_forget = d.u32()?;
+            let first_seen = d.usize()?;
+            let last = decode_attempt(d, None)?;
+            let current = decode_attempt(d, last.as_ref())?;
+            let success = decode_attempt(d, last.as_ref())?;
+            let latest_real = match d.u64()? {
+                0 => None,
+                tag @ (1 | 2) => Some((decode_attempt(d, last.as_ref())??, tag == 2)),
+                _ => return None,
+            };
+            if h.index.insert(name.clone(), i as u32).is_some() {
+                return None;
+            }
+            h.names.push(name);
+            h.steps.push(StepHistory {
+                attempts_started,
+                last,
+                forgotten_at,
+                forgotten_seq,
+                current,
+                success,
+                attempts_since_forget,
+                latest_real,
+                first_seen,
+            });
+        }
+        Some(h)
+    }
+}
+
+/// Whether two attempts are one: every field, `seq` and the stamp's
+/// identity included.
+fn same_attempt(a: &Attempt, b: &Attempt) -> bool {
+    a.seq == b.seq
+        && a.run == b.run
+        && a.number == b.number
+        && a.started_at == b.started_at
+        && a.finished == b.finished
+        && a.job == b.job
+        && match (&a.stamp, &b.stamp) {
+            (None, None) => true,
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        }
+}
+
+fn encode_attempt(e: &mut Enc, a: Option<&Attempt>, last: Option<&Attempt>) {
+    let Some(a) = a else {
+        e.u64(0);
+        return;
+    };
+    if let Some(last) = last
+        && same_attempt(a, last)
+    {
+        e.u64(1);
+        return;
+    }
+    e.u64(2);
+    e.u64(a.seq);
+    match a.run {
+        None => e.u64(0),
+        Some(run) => {
+            e.u64(1);
+            e.u64(run);
+        }
+    }
+    e.u64(u64::from(a.number));
+    e.u64(a.started_at);
+    match &a.stamp {
+        None => e.u64(0),
+        Some(stamp) => {
+            e.u64(1);
+            e.bytes(&stamp.fingerprint.0);
+            e.str(&stamp.parts_text());
+        }
+    }
+    match &a.finished {
+        None => e.u64(0),
+        Some(f) => {
+            e.u64(1);
+            e.u64(f.at);
+            e.u64(f.duration_ms);
+            match &f.outcome {
+                Outcome::Success => e.u64(0),
+                Outcome::Exited(c) => {
+                    e.u64(1);
+                    e.i64(i64::from(*c));
+                }
+                Outcome::Signaled(c) => {
+                    e.u64(2);
+                    e.i64(i64::from(*c));
+                }
+                Outcome::TimedOut => e.u64(3),
+                Outcome::Interrupted(c) => {
+                    e.u64(4);
+                    e.i64(i64::from(*c));
+                }
+                Outcome::NotStarted(m) => {
+                    e.u64(5);
+                    e.str(m);
+                }
+                Outcome::OutputsMissing(v) => {
+                    e.u64(6);
+                    e.u64(v.len() as u64);
+                    for m in v {
+                        e.str(m);
+                    }
+                }
+                Outcome::Error(m) => {
+                    e.u64(7);
+                    e.str(m);
+                }
+                Outcome::Job(state) => {
+                    e.u64(8);
+                    e.str(state);
+                }
+            }
+            match &f.value {
+                None => e.u64(0),
+                Some(StepValue::Inline(json)) => {
+                    e.u64(1);
+                    e.str(json.get());
+                }
+                Some(StepValue::File(digest)) => {
+                    e.u64(2);
+                    e.bytes(&digest.0);
+                }
+            }
+        }
+    }
+    match &a.job {
+        None => e.u64(0),
+        Some(job) => {
+            e.u64(1);
+            e.str(job);
+        }
+    }
+}
+
+/// `None`: not a valid encoding; `Some(None)`: no attempt.
+fn decode_attempt(d: &mut Dec<'_>, last: Option<&Attempt>) -> Option<Option<Attempt>> {
+    match d.u64()? {
+        0 => return Some(None),
+        1 => return Some(Some(last?.clone())),
+        2 => {}
+        _ => return None,
+    }
+    let seq = d.u64()?;
+    let run = match d.u64()? {
+        0 => None,
+        1 => Some(d.u64()?),
+        _ => return None,
+    };
+    let number = d.u32()?;
+    let started_at = d.u64()?;
+    let stamp = match d.u64()? {
+        0 => None,
+        1 => {
+            let fingerprint = d.digest()?;
+            let (snapshot, range) = d.shared_str()?;
+            Some(Arc::new(Stamp::from_text(fingerprint, snapshot, range)))
+        }
+        _ => return None,
+    };
+    let finished = match d.u64()? {
+        0 => None,
+        1 => {
+            let at = d.u64()?;
+            let duration_ms = d.u64()?;
+            let outcome = match d.u64()? {
+                0 => Outcome::Success,
+                1 => Outcome::Exited(d.i32()?),
+                2 => Outcome::Signaled(d.i32()?),
+                3 => Outcome::TimedOut,
+                4 => Outcome::Interrupted(d.i32()?),
+                5 => Outcome::NotStarted(d.str()?.to_string()),
+                6 => Outcome::OutputsMissing(
+                    (0..d.usize()?)
+                        .map(|_| d.str().map(str::to_string))
+                        .collect::<Option<_>>()?,
+                ),
+                7 => Outcome::Error(d.str()?.to_string()),
+                8 => Outcome::Job(d.str()?.to_string()),
+                _ => return None,
+            };
+            let value = match d.u64()? {
+                0 => None,
+                1 => Some(StepValue::Inline(Arc::from(
+                    serde_json::value::RawValue::from_string(d.str()?.to_string()).ok()?,
+                ))),
+                2 => Some(StepValue::File(d.digest()?)),
+                _ => return None,
+            };
+            Some(Finished {
+                at,
+                duration_ms,
+                outcome,
+                value,
+            })
+        }
+        _ => return None,
+    };
+    let job = match d.u64()? {
+        0 => None,
+        1 => Some(d.str()?.to_string()),
+        _ => return None,
+    };
+    Some(Some(Attempt {
+        run,
+        number,
+        started_at,
+        finished,
+        stamp,
+        seq,
+        job,
+    }))
+}
+
+#[cfg(test)]
+impl History {
+    /// Equal in every field, `seq`s included (for tests of the snapshot).
+    pub(crate) fn same_as(&self, other: &History) -> bool {
+        let attempts = |a: &Option<Attempt>, b: &Option<Attempt>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a == b && a.seq == b.seq,
+            _ => false,
+        };
+        self.seq == other.seq
+            && self.runs == other.runs
+            && self.names == other.names
+            && self.steps.len() == other.steps.len()
+            && self.steps.iter().zip(&other.steps).all(|(a, b)| {
+                a == b
+                    && attempts(&a.last, &b.last)
+                    && attempts(&a.current, &b.current)
+                    && attempts(&a.success, &b.success)
+                    && attempts(
+                        &a.latest_real.as_ref().map(|x| x.0.clone()),
+                        &b.latest_real.as_ref().map(|x| x.0.clone()),
+                    )
+            })
+            && self
+                .names
+                .iter()
+                .all(|n| self.index.get(n) == other.index.get(n))
+    }
 }
 
 fn forget(h: &mut StepHistory, at: Millis, seq: u64) {

@@ -138,6 +138,16 @@ pub struct Stamp {
 enum Parts {
     Parsed(Components),
     Stored(Box<serde_json::value::RawValue>),
+    /// The JSON text as kept in a history snapshot (see
+    /// [`crate::snapshot`]): bytes `.1` of the snapshot read, checked to be
+    /// UTF-8 when read, shared by every stamp read from it.
+    Text(Arc<Vec<u8>>, std::ops::Range<usize>),
+}
+
+fn shared_text<'a>(buf: &'a [u8], range: &std::ops::Range<usize>) -> &'a str {
+    buf.get(range.clone())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("{}")
 }
 
 impl Stamp {
@@ -156,6 +166,34 @@ impl Stamp {
         match &self.parts {
             Parts::Parsed(c) => Cow::Borrowed(c),
             Parts::Stored(raw) => Cow::Owned(parse_parts(raw.get()).unwrap_or_default()),
+            Parts::Text(buf, range) => {
+                Cow::Owned(parse_parts(shared_text(buf, range)).unwrap_or_default())
+            }
+        }
+    }
+
+    /// The components as the JSON text the journal stores them as.
+    pub(crate) fn parts_text(&self) -> Cow<'_, str> {
+        match &self.parts {
+            Parts::Stored(raw) => Cow::Borrowed(raw.get()),
+            Parts::Text(buf, range) => Cow::Borrowed(shared_text(buf, range)),
+            Parts::Parsed(_) => {
+                Cow::Owned(RawStamp::from(self).parts.expect("set").get().to_string())
+            }
+        }
+    }
+
+    /// A stamp read back from a history snapshot: its parts are the text
+    /// [`Stamp::parts_text`] gave, bytes `range` of `snapshot`, parsed only
+    /// if asked for.
+    pub(crate) fn from_text(
+        fingerprint: Digest,
+        snapshot: Arc<Vec<u8>>,
+        range: std::ops::Range<usize>,
+    ) -> Stamp {
+        Stamp {
+            fingerprint,
+            parts: Parts::Text(snapshot, range),
         }
     }
 }
@@ -648,6 +686,14 @@ impl From<&Stamp> for RawStamp<'_> {
     fn from(stamp: &Stamp) -> Self {
         let parts = match &stamp.parts {
             Parts::Stored(raw) => raw.clone(),
+            // Checksummed text this stepwise wrote: anything else reads as
+            // no components (see `Stamp::parts`).
+            Parts::Text(buf, range) => {
+                serde_json::value::RawValue::from_string(shared_text(buf, range).to_string())
+                    .unwrap_or_else(|_| {
+                        serde_json::value::RawValue::from_string("{}".into()).expect("valid")
+                    })
+            }
             Parts::Parsed(c) => {
                 let map: BTreeMap<&str, String> =
                     c.0.iter()
@@ -716,21 +762,64 @@ pub trait Store {
 /// Reads a journal file, calling `visit` for each record. A missing file is
 /// an empty journal.
 pub fn read_file(path: &Path, visit: &mut dyn FnMut(Record)) -> Result<ReadReport> {
+    read_file_with(path, &mut |_| None, visit)
+}
+
+/// [`read_file`], starting where `resume` says for the file opened (a
+/// history snapshot checks it against the file and sets the history the
+/// records are then applied to).
+pub fn read_file_with(
+    path: &Path,
+    resume: &mut dyn FnMut(&File) -> Option<Resume>,
+    visit: &mut dyn FnMut(Record),
+) -> Result<ReadReport> {
     READS.fetch_add(1, Ordering::Relaxed);
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadReport::default()),
         Err(e) => return Err(e).context(format!("cannot read the journal {}", path.display())),
     };
-    Ok(read_stream(path, file, visit)?.0)
+    let start = seek_to(&file, resume(&file))
+        .context(format!("cannot read the journal {}", path.display()))?;
+    Ok(read_stream_from(path, file, start, visit)?.0)
+}
+
+/// Positions `file` at the resume point; the default start without one.
+fn seek_to(mut file: &File, resume: Option<Resume>) -> std::io::Result<Resume> {
+    use std::io::{Seek, SeekFrom};
+    let resume = resume.unwrap_or_default();
+    file.seek(SeekFrom::Start(resume.offset))?;
+    Ok(resume)
 }
 
 static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    static PARSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 /// How many times this process has read a journal file: a no-op run must
 /// read it once, whatever the pipeline's size (a test holds it to that).
 pub fn reads() -> u64 {
     READS.load(Ordering::Relaxed)
+}
+
+/// How many journal bytes this thread has read to parse into records: with
+/// a current history snapshot, a no-op run parses none (a test holds it to
+/// that).
+pub fn bytes_parsed() -> u64 {
+    PARSED.with(std::cell::Cell::get)
+}
+
+/// Where reading a journal starts: the beginning, or the end of what a
+/// history snapshot already holds, with what reading up to there found.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// Bytes already read: whole lines, the last one ending in a newline.
+    pub offset: u64,
+    /// Lines in them.
+    pub lines: usize,
+    /// What reading them found.
+    pub report: ReadReport,
 }
 
 /// Parses journal contents; `path` is only used in messages.
@@ -760,20 +849,36 @@ pub fn read_stream(
     reader: impl std::io::Read,
     visit: &mut dyn FnMut(Record),
 ) -> Result<(ReadReport, u64, Option<u8>)> {
+    read_stream_from(path, reader, Resume::default(), visit)
+}
+
+/// [`read_stream`] of a reader positioned at `start.offset`, whose bytes
+/// before are accounted for in `start`.
+pub fn read_stream_from(
+    path: &Path,
+    reader: impl std::io::Read,
+    start: Resume,
+    visit: &mut dyn FnMut(Record),
+) -> Result<(ReadReport, u64, Option<u8>)> {
     // Small enough to zero cheaply, large enough for few reads.
-    read_chunks(path, reader, visit, 256 << 10)
+    read_chunks(path, reader, start, visit, 256 << 10)
 }
 
 fn read_chunks(
     path: &Path,
     mut reader: impl std::io::Read,
+    start: Resume,
     visit: &mut dyn FnMut(Record),
     chunk: usize,
 ) -> Result<(ReadReport, u64, Option<u8>)> {
     let mut lines = Lines::new(path);
+    lines.line_no = start.lines;
+    lines.pos = start.offset;
+    lines.report = start.report;
     let mut buf: Vec<u8> = Vec::with_capacity(chunk);
-    let mut total = 0u64;
-    let mut last = None;
+    let mut total = start.offset;
+    // What it resumes after ends with a newline.
+    let mut last = (start.offset > 0).then_some(b'\n');
     loop {
         let start = buf.len();
         buf.resize(start + chunk, 0);
@@ -786,6 +891,7 @@ fn read_chunks(
             }
         };
         buf.truncate(start + n);
+        PARSED.with(|p| p.set(p.get() + n as u64));
         if n == 0 {
             if !buf.is_empty() {
                 lines.line(&buf, false, visit)?;
@@ -911,15 +1017,18 @@ impl JsonlStore {
     /// last record missing its newline gets one), so new records start on a
     /// line of their own.
     pub fn open(path: &Path, mode: SyncMode) -> Result<JsonlStore> {
-        Ok(JsonlStore::open_reading(path, mode, &mut |_| {})?.0)
+        Ok(JsonlStore::open_reading(path, mode, &mut |_| None, &mut |_| {})?.0)
     }
 
     /// [`JsonlStore::open`], calling `visit` with every record on the way:
     /// the file is read once, for the caller and for mending its tail. A
     /// corrupt journal is refused before anything is written to it.
+    /// `resume` may skip what a history snapshot already holds (see
+    /// [`read_file_with`]).
     pub fn open_reading(
         path: &Path,
         mode: SyncMode,
+        resume: &mut dyn FnMut(&File) -> Option<Resume>,
         visit: &mut dyn FnMut(Record),
     ) -> Result<(JsonlStore, ReadReport)> {
         let created = !path.exists();
@@ -950,17 +1059,23 @@ impl JsonlStore {
             committer: None,
         };
         READS.fetch_add(1, Ordering::Relaxed);
-        let (report, total, last) = read_stream(path, &*store.file, visit)?;
+        let start = seek_to(&store.file, resume(&store.file))
+            .context(format!("cannot read the journal {}", path.display()))?;
+        let (report, total, last) = read_stream_from(path, &*store.file, start, visit)?;
         store.mend_tail(total, last, &report)?;
-        if mode == SyncMode::Batched {
-            store.start_group_commit();
-        }
+        // The group-commit thread starts with the first append: a run with
+        // nothing to do spawns no thread.
         Ok((store, report))
     }
 
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's length: whole records, each ending in a newline.
+    pub fn written_len(&self) -> u64 {
+        self.len
     }
 
     /// `total` bytes were read, the last one `last`.
@@ -1113,7 +1228,12 @@ impl Store for JsonlStore {
                         .context(format!("cannot sync the journal {}", self.path.display()));
                 }
             }
-            SyncMode::Batched => self.dirty.store(true, Ordering::Release),
+            SyncMode::Batched => {
+                self.dirty.store(true, Ordering::Release);
+                if self.committer.is_none() {
+                    self.start_group_commit();
+                }
+            }
         }
         Ok(())
     }
@@ -1151,6 +1271,8 @@ pub fn rewrite(path: &Path, records: &[Record]) -> Result<()> {
     for record in records {
         text.extend_from_slice(&record.to_line());
     }
+    // It would not be trusted anyway (another file); no need to ask.
+    crate::snapshot::remove_beside(path);
     crate::hash::write_atomically(path, &text)
         .context(format!("cannot rewrite the journal {}", path.display()))
 }
@@ -1460,8 +1582,14 @@ mod tests {
         let expected = read_bytes(Path::new("j"), &bytes, &mut |r| whole.push(r)).unwrap();
         for chunk in [1, 2, 3, 7, 64, 1 << 20] {
             let mut got = Vec::new();
-            let (report, total, last) =
-                read_chunks(Path::new("j"), &bytes[..], &mut |r| got.push(r), chunk).unwrap();
+            let (report, total, last) = read_chunks(
+                Path::new("j"),
+                &bytes[..],
+                Resume::default(),
+                &mut |r| got.push(r),
+                chunk,
+            )
+            .unwrap();
             assert_eq!(report, expected, "chunk {chunk}");
             assert_eq!(got, whole, "chunk {chunk}");
             assert_eq!((total, last), (bytes.len() as u64, bytes.last().copied()));

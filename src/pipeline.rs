@@ -6,6 +6,10 @@
 //! sees a half-valid pipeline.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Step names to ids: looked up for every step of every no-op run, so with
+/// a fast hash rather than SipHash.
+type NameIndex = HashMap<String, StepId, foldhash::fast::RandomState>;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -151,7 +155,7 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     /// Rebuilt, not stored, when loaded from the compiled cache.
     #[serde(skip)]
-    index: HashMap<String, StepId>,
+    index: NameIndex,
     /// `matrix` and `for_each` templates, by name, with their expansions.
     pub templates: Vec<(String, Vec<StepId>)>,
     /// The files and globs the expansion read: the compiled cache is valid
@@ -317,7 +321,7 @@ impl Pipeline {
         root: &Path,
         names: impl IntoIterator<Item = String>,
     ) -> Pipeline {
-        let mut index = HashMap::new();
+        let mut index = NameIndex::default();
         let mut steps = Vec::new();
         for name in names {
             if index.contains_key(&name) {
@@ -495,17 +499,42 @@ impl Pipeline {
     /// Every step, each after all the steps it needs; among steps free to go
     /// at the same time, file order.
     pub fn topological_order(&self) -> Vec<StepId> {
-        let dependents = self.dependents();
+        use std::cmp::Reverse;
+        // The dependents of step i are flat[start[i]..start[i + 1]]: two
+        // allocations, not one per step.
+        let n = self.steps.len();
+        let mut start = vec![0u32; n + 1];
+        for step in &self.steps {
+            for dep in &step.after {
+                start[dep.index() + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill: Vec<u32> = start[..n].to_vec();
+        let mut flat = vec![StepId(0); start[n] as usize];
+        for id in self.ids() {
+            for dep in &self.step(id).after {
+                flat[fill[dep.index()] as usize] = id;
+                fill[dep.index()] += 1;
+            }
+        }
         let mut waiting: Vec<usize> = self.steps.iter().map(|s| s.after.len()).collect();
-        let mut ready: std::collections::BTreeSet<StepId> =
-            self.ids().filter(|id| waiting[id.index()] == 0).collect();
-        let mut order = Vec::with_capacity(self.steps.len());
-        while let Some(id) = ready.pop_first() {
+        // The lowest ready id first, as before: a min-heap.
+        let mut ready: std::collections::BinaryHeap<Reverse<StepId>> = self
+            .ids()
+            .filter(|id| waiting[id.index()] == 0)
+            .map(Reverse)
+            .collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse(id)) = ready.pop() {
             order.push(id);
-            for &d in &dependents[id.index()] {
+            let i = id.index();
+            for &d in &flat[start[i] as usize..start[i + 1] as usize] {
                 waiting[d.index()] -= 1;
                 if waiting[d.index()] == 0 {
-                    ready.insert(d);
+                    ready.push(Reverse(d));
                 }
             }
         }
@@ -1567,7 +1596,7 @@ impl Cx<'_> {
     /// Resolves names and dependencies; reports duplicates, unknown names and
     /// cycles.
     fn validate(&mut self, raw: RawPipeline, root: &Path) -> Pipeline {
-        let mut index: HashMap<String, StepId> = HashMap::with_capacity(raw.steps.len());
+        let mut index = NameIndex::with_capacity_and_hasher(raw.steps.len(), Default::default());
         let mut first_span: HashMap<String, Range<usize>> = HashMap::new();
         for (i, step) in raw.steps.iter().enumerate() {
             let Some(name) = &step.name else { continue };
@@ -1893,7 +1922,7 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 /// pattern matches nothing.
 fn resolve_after(
     entry: &str,
-    index: &HashMap<String, StepId>,
+    index: &NameIndex,
     templates: &[(String, Vec<StepId>)],
     steps: &[RawStep],
 ) -> std::result::Result<Vec<StepId>, Option<String>> {

@@ -2,7 +2,7 @@
 //! so that a run of a big, unchanged pipeline file skips TOML parsing and
 //! validation (at 10,000 steps those were 40% of a no-op run).
 //!
-//! The cache is keyed by a BLAKE3 hash of the file's bytes, its path as
+//! The cache is keyed by a hash (XXH3-128) of the file's bytes, its path as
 //! named and its folder, and the stepwise version; its body carries a
 //! checksum. Any mismatch, or a cache that cannot be read, means parsing the
 //! file as if there were no cache: it can make stepwise faster, never
@@ -35,7 +35,8 @@ pub fn cache_path(path: &Path, root: &Path) -> PathBuf {
 }
 
 fn key(path: &Path, root: &Path, source: &[u8]) -> Digest {
-    let mut h = blake3::Hasher::new();
+    // A change detector, not a fingerprint: XXH3 (see `Digest::checksum`).
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(MAGIC);
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(b"\0");
@@ -56,7 +57,7 @@ fn key(path: &Path, root: &Path, source: &[u8]) -> Digest {
     h.update(root.as_os_str().as_encoded_bytes());
     h.update(b"\0");
     h.update(source);
-    Digest::from_blake3(&h.finalize())
+    Digest(h.digest128().to_le_bytes())
 }
 
 /// Loads the pipeline file at `path`, from its compiled form when that is
@@ -75,7 +76,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
     let mut compiled = Vec::with_capacity(HEADER + body.len());
     compiled.extend_from_slice(MAGIC);
     compiled.extend_from_slice(&key.0);
-    compiled.extend_from_slice(&Digest::of(&body).0);
+    compiled.extend_from_slice(&Digest::checksum(&body).0);
     compiled.extend_from_slice(&body);
     Ok(Loaded {
         pipeline,
@@ -92,7 +93,7 @@ fn read_cache(cache: &Path, key: Digest) -> Option<Pipeline> {
         return None;
     }
     let body = &bytes[HEADER..];
-    if Digest::of(body).0 != bytes[MAGIC.len() + 16..HEADER] {
+    if Digest::checksum(body).0 != bytes[MAGIC.len() + 16..HEADER] {
         return None;
     }
     let mut pipeline: Pipeline = postcard::from_bytes(body).ok()?;

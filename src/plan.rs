@@ -192,7 +192,7 @@ pub fn plan(
         if !scope[id.index()] {
             continue;
         }
-        let h = history.step(&pipeline.step(id).name);
+        let h = history.step_hinted(&pipeline.step(id).name, id.index());
         let success = h.and_then(|h| h.success.as_ref().map(|s| (h, s)));
         let mut step_plan = match (seed_done[id.index()], success) {
             (true, Some((h, success))) => {
@@ -355,25 +355,40 @@ fn provided_upstream(
     false
 }
 
+/// A small number's digits, without `format!`.
+fn itoa_u32(n: u32) -> String {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&digits[i..]).into_owned()
+}
+
 pub(crate) fn describe_success(success: &Attempt) -> (State, String) {
     let when = success
         .finished
         .as_ref()
         .map_or(success.started_at, |f| f.at);
+    // Once per done step of every no-op: no `format!`.
+    let mut text = String::with_capacity(48);
     if success.imported() {
-        (
-            State::Imported,
-            format!("imported as successful on {}", format_time(when)),
-        )
+        text.push_str("imported as successful on ");
+        crate::time::push_time(&mut text, when);
+        (State::Imported, text)
     } else {
-        (
-            State::Done,
-            format!(
-                "succeeded on {} (attempt {})",
-                format_time(when),
-                success.number
-            ),
-        )
+        text.push_str("succeeded on ");
+        crate::time::push_time(&mut text, when);
+        text.push_str(" (attempt ");
+        text.push_str(itoa_u32(success.number).as_str());
+        text.push(')');
+        (State::Done, text)
     }
 }
 

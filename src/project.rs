@@ -264,7 +264,8 @@ impl Project {
         // Only an optimisation: failing to save it costs speed next time.
         let _ = survey.hasher.save(&self.state.stat_cache());
         let hash_stats = survey.hasher.stats;
-        writer.store.close()?;
+        crate::dispose(survey);
+        writer.close_saving_snapshot()?;
         Ok(RunReport {
             plan: the_plan,
             summary,

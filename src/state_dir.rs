@@ -50,6 +50,13 @@ pub struct Writer {
     pub records: usize,
     /// Records appended since.
     appended: usize,
+    /// The history snapshot the journal was read on from: its chunk
+    /// digests, the bytes and lines it covered.
+    snapshot: (Vec<crate::fingerprint::Digest>, u64, usize),
+    /// Lines of zero bytes in the journal (see [`journal::ReadReport`]).
+    zero_lines: Vec<usize>,
+    /// Whether the snapshot holds the whole journal: nothing to save.
+    snapshot_current: bool,
     dir: StateDir,
     sync: SyncMode,
     _lock: StateLock,
@@ -91,6 +98,11 @@ impl StateDir {
         self.dir.join("journal.jsonl")
     }
 
+    /// The history snapshot (see [`crate::snapshot`]).
+    pub fn snapshot(&self) -> PathBuf {
+        self.dir.join(crate::snapshot::FILE)
+    }
+
     /// The lock file (see [`crate::lock`]).
     pub fn lock(&self) -> PathBuf {
         self.dir.join("lock")
@@ -119,8 +131,17 @@ impl StateDir {
     /// Reads the journal without taking the lock: safe while a run is in
     /// progress, which it then reports in [`Loaded::writer`].
     pub fn load(&self) -> Result<Loaded> {
-        let mut history = History::default();
-        let (writer, warnings) = self.read(&mut |r| history.apply(r))?;
+        let history = std::cell::RefCell::new(History::default());
+        let snapshot = self.snapshot();
+        let (writer, warnings) = self.read_with(
+            &mut |file| {
+                let valid = crate::snapshot::load(&snapshot, file)?;
+                *history.borrow_mut() = valid.history;
+                Some(valid.resume)
+            },
+            &mut |r| history.borrow_mut().apply(r),
+        )?;
+        let history = history.into_inner();
         let live_run = writer.as_ref().and_then(|holder| {
             let last = history.runs().last()?;
             let same = holder.pid.is_none_or(|pid| pid == last.pid);
@@ -140,7 +161,15 @@ impl StateDir {
         &self,
         visit: &mut dyn FnMut(journal::Record),
     ) -> Result<(Option<Holder>, Vec<String>)> {
-        let report = journal::read_file(&self.journal(), visit)?;
+        self.read_with(&mut |_| None, visit)
+    }
+
+    fn read_with(
+        &self,
+        resume: &mut dyn FnMut(&fs::File) -> Option<journal::Resume>,
+        visit: &mut dyn FnMut(journal::Record),
+    ) -> Result<(Option<Holder>, Vec<String>)> {
+        let report = journal::read_file_with(&self.journal(), resume, visit)?;
         // Asked after reading: a run that started meanwhile explains a
         // partial last line (a record being written), which is then no news.
         let writer = StateLock::holder(&self.lock());
@@ -171,19 +200,35 @@ impl StateDir {
         }
         self.check_writable()?;
         let lock = StateLock::acquire(&self.lock(), command)?;
-        let mut history = History::default();
-        let (store, report) =
-            JsonlStore::open_reading(&self.journal(), sync, &mut |r| history.apply(r))?;
+        let history = std::cell::RefCell::new(History::default());
+        let snapshot_path = self.snapshot();
+        let mut snapshot = (Vec::new(), 0, 0);
+        let (store, report) = JsonlStore::open_reading(
+            &self.journal(),
+            sync,
+            &mut |file| {
+                let valid = crate::snapshot::load(&snapshot_path, file)?;
+                *history.borrow_mut() = valid.history;
+                snapshot = (valid.chunks, valid.resume.offset, valid.resume.lines);
+                Some(valid.resume)
+            },
+            &mut |r| history.borrow_mut().apply(r),
+        )?;
+        let history = history.into_inner();
         let mut warnings = zero_warnings(&self.journal(), &report);
         if let Some(line) = report.torn_line {
             warnings.push(torn_warning(&self.journal(), line, "it has been cut off"));
         }
+        let snapshot_current = snapshot.1 > 0 && snapshot.1 == store.written_len();
         Ok(Writer {
             history,
             store,
             warnings,
             records: report.records,
             appended: 0,
+            snapshot,
+            zero_lines: report.zero_lines,
+            snapshot_current,
             dir: self.clone(),
             sync,
             _lock: lock,
@@ -289,11 +334,14 @@ impl Writer {
         // The old store appends to the file just replaced: open the new one.
         let mut history = History::default();
         let (store, report) =
-            JsonlStore::open_reading(&path, self.sync, &mut |r| history.apply(r))?;
+            JsonlStore::open_reading(&path, self.sync, &mut |_| None, &mut |r| history.apply(r))?;
         drop(std::mem::replace(&mut self.store, store));
         self.history = history;
         self.records = report.records;
         self.appended = 0;
+        self.snapshot = (Vec::new(), 0, 0);
+        self.zero_lines = report.zero_lines;
+        self.snapshot_current = false;
         let logs_removed = self.remove_unreferenced_logs();
         Ok(Compaction {
             records_before,
@@ -333,6 +381,50 @@ impl Writer {
         }
         removed
     }
+    /// Closes the journal (see [`JsonlStore::close`]) and then, unless it
+    /// is current already, writes the history snapshot: the next opening
+    /// reads only what is appended after this.
+    pub fn close_saving_snapshot(self) -> Result<()> {
+        let Writer {
+            history,
+            store,
+            records,
+            appended,
+            snapshot,
+            zero_lines,
+            snapshot_current,
+            dir,
+            _lock,
+            ..
+        } = self;
+        let len = store.written_len();
+        store.close()?;
+        if snapshot_current && appended == 0 {
+            crate::dispose(history);
+            return Ok(());
+        }
+        let state = journal::Resume {
+            offset: len,
+            lines: 0,
+            report: journal::ReadReport {
+                records: records + appended,
+                valid_len: len,
+                torn_line: None,
+                zero_lines,
+            },
+        };
+        crate::snapshot::save(
+            &dir.snapshot(),
+            &dir.journal(),
+            state,
+            (&snapshot.0, snapshot.1, snapshot.2),
+            &history,
+        );
+        crate::dispose(history);
+        drop(_lock);
+        Ok(())
+    }
+
     /// Appends one record to the journal and to the in-memory history.
     pub fn record(&mut self, record: journal::Record) -> Result<()> {
         self.store.append(&record)?;

@@ -4,15 +4,41 @@ use crate::journal::Millis;
 
 /// `2026-11-29 17:21:50 UTC` for a [`Millis`] timestamp.
 pub fn format_time(at: Millis) -> String {
+    let mut out = String::with_capacity(23);
+    push_time(&mut out, at);
+    out
+}
+
+/// [`format_time`], appended to `out` (a plan describes every done step
+/// with one: no `format!` machinery per step).
+pub fn push_time(out: &mut String, at: Millis) {
     let secs = at / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    if !(0..=9999).contains(&y) {
+        use std::fmt::Write;
+        let _ = write!(out, "{y:04}");
+    } else {
+        push_digits(out, y as u64, 4);
+    }
+    out.push('-');
+    push_digits(out, u64::from(m), 2);
+    out.push('-');
+    push_digits(out, u64::from(d), 2);
+    out.push(' ');
+    push_digits(out, rem / 3600, 2);
+    out.push(':');
+    push_digits(out, rem % 3600 / 60, 2);
+    out.push(':');
+    push_digits(out, rem % 60, 2);
+    out.push_str(" UTC");
+}
+
+/// `n` as exactly `width` decimal digits (n < 10^width).
+fn push_digits(out: &mut String, n: u64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u64.pow(i) % 10) as u8));
+    }
 }
 
 /// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's
@@ -51,6 +77,8 @@ mod tests {
         assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_time(1_795_972_910_000), "2026-11-29 17:21:50 UTC");
         assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_time(253_402_300_799_000), "9999-12-31 23:59:59 UTC");
+        assert_eq!(format_time(253_402_300_800_000), "10000-01-01 00:00:00 UTC");
         assert_eq!(format_duration_ms(420), "420ms");
         assert_eq!(format_duration_ms(1420), "1.4s");
         assert_eq!(format_duration_ms(185_000), "3m05s");

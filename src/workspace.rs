@@ -43,6 +43,9 @@ pub struct Survey {
     /// Hashes the files, through the stat cache; save it when done.
     pub hasher: FileHasher,
     facts: Vec<Option<StepFacts>>,
+    /// The same for every step: hashed once.
+    shell: Digest,
+    dot: Digest,
 }
 
 impl Survey {
@@ -51,16 +54,21 @@ impl Survey {
         Survey {
             hasher,
             facts: vec![None; pipeline.steps.len()],
+            shell: fingerprint::text_list(&pipeline.shell),
+            dot: fingerprint::text("."),
         }
     }
 
     /// Gathers the facts of every step in `scope`, dependencies first.
     pub fn survey(&mut self, pipeline: &Pipeline, scope: &[bool]) {
+        // Nothing runs during this pass: folders stay put.
+        self.hasher.batch(true);
         for id in pipeline.topological_order() {
             if scope[id.index()] {
                 self.refresh(pipeline, id);
             }
         }
+        self.hasher.batch(false);
     }
 
     /// The latest facts per step (`None` for steps not surveyed).
@@ -79,8 +87,11 @@ impl Survey {
         let step = pipeline.step(id);
         let mut c = Components::default();
         c.insert("run", fingerprint::text(&step.run));
-        c.insert("shell", fingerprint::text_list(&pipeline.shell));
-        c.insert("dir", fingerprint::text(step.dir.as_deref().unwrap_or(".")));
+        c.insert("shell", self.shell);
+        c.insert(
+            "dir",
+            step.dir.as_deref().map_or(self.dot, fingerprint::text),
+        );
         for (key, value) in pipeline.env.iter().chain(&step.env) {
             // The step's value wins over the pipeline's: later insert.
             c.insert(format!("env:{key}"), fingerprint::text(value));
@@ -185,10 +196,10 @@ impl Survey {
         if step.outputs.is_empty() {
             return (Vec::new(), None);
         }
-        let paths = pipeline.output_paths(id).to_vec();
+        let paths = pipeline.output_paths(id);
         let mut missing = Vec::new();
         let mut hashed = Vec::with_capacity(paths.len());
-        for (written, path) in step.outputs.iter().zip(&paths) {
+        for (written, path) in step.outputs.iter().zip(paths) {
             let result = if settled {
                 self.hasher.hash_settled(path)
             } else {
@@ -202,7 +213,7 @@ impl Survey {
                 }
                 Err(e) => Digest::of(format!("unreadable: {e}").as_bytes()),
             };
-            hashed.push((written.clone(), digest));
+            hashed.push((written.as_str(), digest));
         }
         (missing, Some(fingerprint::outputs_digest(&hashed)))
     }

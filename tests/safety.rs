@@ -278,7 +278,9 @@ fn declaring_a_secret_reruns_the_step_as_a_definition_change() {
         .success()
         .stdout_has("definition changed: secret_env");
     run_with_token(&space, &["run"], Some("x")).success();
-    assert_eq!(space.ran(), ["a", "b", "a"]);
+    // a and b are independent: the first run may finish them in any order.
+    assert_eq!((space.ran_count("a"), space.ran_count("b")), (2, 1));
+    assert_eq!(space.ran().last().map(String::as_str), Some("a"));
 }
 
 #[test]

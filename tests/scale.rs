@@ -9,7 +9,8 @@ use stepwise::report::Silent;
 use stepwise::scheduler::RunOptions;
 
 /// A no-op run of a 10,000-step pipeline reads the journal once and hashes
-/// no file: every output's hash comes from the stat cache.
+/// no file: every output's hash comes from the stat cache. Once a run has
+/// left a history snapshot, the next parses none of the journal.
 #[test]
 fn a_no_op_run_of_10000_steps_reads_the_journal_once_and_hashes_nothing() {
     const N: usize = 10_000;
@@ -38,7 +39,11 @@ fn a_no_op_run_of_10000_steps_reads_the_journal_once_and_hashes_nothing() {
         jobs: 2,
         ..RunOptions::default()
     };
+    let journal_len = std::fs::metadata(space.join(".stepwise/journal.jsonl"))
+        .unwrap()
+        .len();
     let reads = stepwise::journal::reads();
+    let parsed = stepwise::journal::bytes_parsed();
     let report = project.run(&[], &options, &mut Silent).unwrap();
     assert_eq!(report.plan.remaining(), 0, "{}", report.plan);
     assert!(report.summary.is_none(), "nothing ran");
@@ -47,6 +52,9 @@ fn a_no_op_run_of_10000_steps_reads_the_journal_once_and_hashes_nothing() {
         1,
         "the journal is read once"
     );
+    // `checkpoint import` leaves no snapshot: this run parses it all, and
+    // leaves one.
+    assert_eq!(stepwise::journal::bytes_parsed() - parsed, journal_len);
     assert_eq!(report.hash_stats.files_hashed, 0, "{:?}", report.hash_stats);
     assert_eq!(
         report.hash_stats.cache_hits, N as u64,
@@ -62,11 +70,32 @@ fn a_no_op_run_of_10000_steps_reads_the_journal_once_and_hashes_nothing() {
         .unwrap()
         .set_modified(std::time::SystemTime::now())
         .unwrap();
+    let reads = stepwise::journal::reads();
+    let parsed = stepwise::journal::bytes_parsed();
     let report = project.run(&[], &options, &mut Silent).unwrap();
     assert_eq!(report.plan.remaining(), 0);
     assert_eq!(report.hash_stats.files_hashed, 1, "{:?}", report.hash_stats);
+    assert_eq!(stepwise::journal::reads() - reads, 1);
+    assert_eq!(
+        stepwise::journal::bytes_parsed() - parsed,
+        0,
+        "the snapshot holds the whole journal: nothing of it is parsed"
+    );
 
-    // The read-only plan does the same work and writes nothing.
+    // A record appended since (as by a run that died before writing its
+    // snapshot): only it is parsed.
+    let mut journal = std::fs::OpenOptions::new()
+        .append(true)
+        .open(space.join(".stepwise/journal.jsonl"))
+        .unwrap();
+    let line = b"{\"v\":1,\"event\":\"forget\",\"at\":1,\"steps\":[\"s9999\"]}\n";
+    std::io::Write::write_all(&mut journal, line).unwrap();
+    drop(journal);
+    let parsed = stepwise::journal::bytes_parsed();
     let inspection = project.inspect(&[], Mode::Fingerprint).unwrap();
-    assert_eq!(inspection.plan.remaining(), 0);
+    assert_eq!(inspection.plan.remaining(), 1);
+    assert_eq!(
+        stepwise::journal::bytes_parsed() - parsed,
+        line.len() as u64
+    );
 }

@@ -101,7 +101,7 @@ fn finishes(space: &Space, name: &str) -> Vec<Value> {
 /// the file's real stat and the digest given with it, true or not.
 fn stat_cache_text(space: &Space, entries: &[(&str, Digest)]) -> String {
     let root = std::fs::canonicalize(space.path()).unwrap();
-    let mut text = String::from("stepwise stat-cache v1\n");
+    let mut text = String::from("stepwise stat-cache v2\n");
     for (rel, digest) in entries {
         let path: PathBuf = root.join(rel);
         let m = std::fs::metadata(&path).unwrap();
@@ -115,7 +115,7 @@ fn stat_cache_text(space: &Space, entries: &[(&str, Digest)]) -> String {
             path.display()
         ));
     }
-    let checksum = Digest::of(text.as_bytes());
+    let checksum = Digest::checksum(text.as_bytes());
     text.push_str(&format!("checksum {checksum}\n"));
     text
 }

@@ -1,0 +1,73 @@
+//! The history snapshot is only a cache: whatever happens to it, every
+//! command plans as the journal says.
+
+mod common;
+use common::*;
+
+const PIPELINE: &str = "[[step]]\nname = \"a\"\nrun = \"echo a >> ran\"\n\n[[step]]\nname = \"b\"\nrun = \"test -f go\"\nafter = [\"a\"]\n\n[[step]]\nname = \"c\"\nrun = \"echo c >> ran\"\nafter = [\"b\"]\n\n[[step]]\nname = \"d\"\nrun = \"echo d >> ran\"\nafter = []\n";
+
+fn plans(space: &Space) -> (serde_json::Value, String) {
+    let json = space.plan_json(&[]);
+    let status = space.run(&["status"]);
+    (json, status.stdout.clone())
+}
+
+#[test]
+fn a_corrupt_deleted_or_stale_snapshot_plans_as_the_journal_says() {
+    let space = Space::with(PIPELINE);
+    space.run(&["run", "-k"]).code(1);
+    space.run(&["forget", "d"]).success();
+    let snapshot = space.join(".stepwise/history-snapshot");
+    // `run` wrote it; `forget` appended after it: stale.
+    assert!(snapshot.exists());
+    let stale = plans(&space);
+    std::fs::remove_file(&snapshot).unwrap();
+    let from_journal = plans(&space);
+    assert_eq!(stale, from_journal);
+
+    // Current again (a run with nothing new to do... b still fails).
+    space.run(&["run", "-k"]).code(1);
+    let current = plans(&space);
+    let bytes = std::fs::read(&snapshot).unwrap();
+    for at in [0, 40, bytes.len() / 3, bytes.len() - 2] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 1;
+        std::fs::write(&snapshot, &bad).unwrap();
+        assert_eq!(plans(&space), current, "flipped byte {at}");
+    }
+    std::fs::write(&snapshot, b"").unwrap();
+    assert_eq!(plans(&space), current);
+    std::fs::remove_file(&snapshot).unwrap();
+    assert_eq!(plans(&space), current);
+
+    // Then b succeeds; with the old snapshot put back, the journal still wins.
+    space.write("go", "");
+    space.run(&["run"]).code(0);
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let done = plans(&space);
+    std::fs::remove_file(&snapshot).unwrap();
+    assert_eq!(plans(&space), done);
+    assert_eq!(done.0["remaining"], 0, "{}", done.0);
+}
+
+#[test]
+fn after_gc_the_old_snapshot_is_never_used() {
+    let space = Space::with(PIPELINE);
+    space.write("go", "");
+    space.run(&["run"]).success();
+    space.run(&["forget", "a"]).success();
+    space.run(&["run"]).success();
+    let snapshot = space.join(".stepwise/history-snapshot");
+    let old = std::fs::read(&snapshot).unwrap();
+    space.run(&["gc"]).success();
+    assert!(
+        !snapshot.exists(),
+        "gc removes it with the journal it describes"
+    );
+    // Even put back, it describes another file.
+    std::fs::write(&snapshot, &old).unwrap();
+    let with_old = plans(&space);
+    std::fs::remove_file(&snapshot).unwrap();
+    assert_eq!(plans(&space), with_old);
+    space.run(&["run"]).success().stderr_has("nothing to do");
+}
