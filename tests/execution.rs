@@ -177,6 +177,33 @@ fn keep_going_runs_everything_that_does_not_need_the_failed_step() {
 }
 
 #[test]
+fn a_step_sees_a_closed_pipe_as_a_shell_does_yes_into_head_ends_by_sigpipe() {
+    // The runner (like every Rust program) ignores SIGPIPE; a step must not
+    // inherit that, or `yes` would get EPIPE, print "Broken pipe" and exit 1
+    // instead of being ended by the signal (status 141), as under any shell.
+    let space = Space::with(
+        "[pipeline]\nshell = [\"bash\", \"-eu\", \"-c\"]\n\n\
+         [[step]]\nname = \"head\"\n\
+         run = \"yes 2> err | head -n1 > first; echo ${PIPESTATUS[0]} > status; grep SigIgn /proc/self/status > ignored\"\n",
+    );
+    space.run(&["run"]).success();
+    assert_eq!(space.read("first"), "y\n");
+    assert_eq!(
+        space.read("status"),
+        "141\n",
+        "yes said: {}",
+        space.read("err")
+    );
+    let mask = space.read("ignored");
+    let mask = u64::from_str_radix(mask.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(
+        mask & (1 << (nix::libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored in the step: {mask:x}"
+    );
+}
+
+#[test]
 fn a_timeout_kills_the_step_and_the_grandchild_it_started() {
     let space = Space::with(
         r#"

@@ -112,13 +112,20 @@ fn environment(overrides: &[(&str, &str)], withheld: &[&str]) -> io::Result<Vec<
         .collect()
 }
 
-/// The signals this process catches right now: the child must not run
-/// their handlers.
+/// The signals the child must reset to their defaults: those this process
+/// catches right now (the child must not run their handlers), and SIGPIPE,
+/// which the Rust runtime ignores in every program it starts. An ignored
+/// disposition survives `execve`, so without the reset every step would
+/// run with SIGPIPE ignored: `yes | head -n1` would print "Broken pipe"
+/// and fail under `set -o pipefail`. `std::process::Command` resets it for
+/// the same reason; other ignored signals are the caller's choice and are
+/// inherited, as under any shell.
 fn caught_signals() -> ([libc::c_int; 65], usize) {
     let mut caught = [0; 65];
-    let mut n = 0;
+    caught[0] = libc::SIGPIPE;
+    let mut n = 1;
     for sig in 1..65 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGPIPE {
             continue;
         }
         // SAFETY: querying a disposition with a null new action.
