@@ -23,6 +23,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::fingerprint::Digest;
 
+/// Which build of stepwise this is: its version and the running
+/// executable's size, mtime and inode, computed once. Caches that store
+/// this build's in-memory idea of a pipeline or a history (the compiled
+/// pipeline, the history snapshot) mix it into their keys, so a rebuilt
+/// stepwise (or a program embedding it) never reads another build's. An
+/// executable that cannot be `stat`ed contributes the version alone.
+pub(crate) fn build_identity() -> &'static [u8] {
+    static IDENTITY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    IDENTITY.get_or_init(|| {
+        let mut id = env!("CARGO_PKG_VERSION").as_bytes().to_vec();
+        id.push(0);
+        if let Some(meta) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| fs::metadata(exe).ok())
+        {
+            id.extend_from_slice(&meta.size().to_le_bytes());
+            id.extend_from_slice(&meta.mtime().to_le_bytes());
+            id.extend_from_slice(&meta.mtime_nsec().to_le_bytes());
+            id.extend_from_slice(&meta.ino().to_le_bytes());
+        }
+        id
+    })
+}
+
 /// Files at least this large are hashed memory-mapped on every core.
 const PARALLEL_HASH_BYTES: u64 = 128 * 1024 * 1024;
 /// How recent a change must be for its hash not to be cached: file

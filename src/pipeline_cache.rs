@@ -38,20 +38,8 @@ fn key(path: &Path, root: &Path, source: &[u8]) -> Digest {
     // A change detector, not a fingerprint: XXH3 (see `Digest::checksum`).
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(MAGIC);
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    h.update(b"\0");
-    // The compiled form is the in-memory layout of this build: a rebuilt
-    // stepwise (or a program embedding it) must not read another build's.
-    if let Some(meta) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| std::fs::metadata(exe).ok())
-    {
-        use std::os::unix::fs::MetadataExt;
-        h.update(&meta.size().to_le_bytes());
-        h.update(&meta.mtime().to_le_bytes());
-        h.update(&meta.mtime_nsec().to_le_bytes());
-        h.update(&meta.ino().to_le_bytes());
-    }
+    // The compiled form is the in-memory layout of this build.
+    h.update(crate::hash::build_identity());
     h.update(path.as_os_str().as_encoded_bytes());
     h.update(b"\0");
     h.update(root.as_os_str().as_encoded_bytes());

@@ -239,16 +239,7 @@ fn digests_counting(
 fn build_key() -> Digest {
     let mut h = blake3::Hasher::new();
     h.update(MAGIC);
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    if let Some(meta) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| std::fs::metadata(exe).ok())
-    {
-        h.update(&meta.size().to_le_bytes());
-        h.update(&meta.mtime().to_le_bytes());
-        h.update(&meta.mtime_nsec().to_le_bytes());
-        h.update(&meta.ino().to_le_bytes());
-    }
+    h.update(crate::hash::build_identity());
     Digest::from_blake3(&h.finalize())
 }
 
