@@ -279,7 +279,13 @@ impl<W: Write> Console<W> {
     }
 
     fn line(&mut self, text: &str) {
-        let _ = writeln!(self.out, "{text}");
+        // One write per line: stderr is unbuffered, and `writeln!` would
+        // write the text and its newline separately (two system calls per
+        // line, and a line another writer could split).
+        let mut line = String::with_capacity(text.len() + 1);
+        line.push_str(text);
+        line.push('\n');
+        let _ = self.out.write_all(line.as_bytes());
     }
 
     fn streamed_line(&mut self, name: &str, line: &[u8]) {

@@ -221,7 +221,9 @@ pub(super) fn vfork_exec(spec: &Spec<'_>, output: BorrowedFd<'_>) -> io::Result<
         stage: STAGE_NONE,
         errno: 0,
     };
-    let mut stack = vec![0u8; 64 * 1024];
+    // Not zeroed: only the child uses it, and as a stack it writes before
+    // it reads; zeroing 64 KiB per step showed in profiles of short steps.
+    let mut stack: Vec<u8> = Vec::with_capacity(64 * 1024);
     // SAFETY: block every signal around the clone (restored right after), so
     // no handler runs in the child while it shares our memory. The stack top
     // is 16-byte aligned, as the ABI requires. `args` and everything it
@@ -231,7 +233,7 @@ pub(super) fn vfork_exec(spec: &Spec<'_>, output: BorrowedFd<'_>) -> io::Result<
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.old_mask);
-        let top = stack.as_mut_ptr().add(stack.len());
+        let top = stack.as_mut_ptr().add(stack.capacity());
         let top = top.sub(top as usize % 16);
         let pid = libc::clone(
             child_main,
