@@ -184,7 +184,7 @@ fn a_step_sees_a_closed_pipe_as_a_shell_does_yes_into_head_ends_by_sigpipe() {
     let space = Space::with(
         "[pipeline]\nshell = [\"bash\", \"-eu\", \"-c\"]\n\n\
          [[step]]\nname = \"head\"\n\
-         run = \"yes 2> err | head -n1 > first; echo ${PIPESTATUS[0]} > status; grep SigIgn /proc/self/status > ignored\"\n",
+         run = \"yes 2> err | head -n1 > first; echo ${PIPESTATUS[0]} > status; grep SigIgn /proc/self/status > ignored; grep SigBlk /proc/self/status > blocked\"\n",
     );
     space.run(&["run"]).success();
     assert_eq!(space.read("first"), "y\n");
@@ -201,6 +201,8 @@ fn a_step_sees_a_closed_pipe_as_a_shell_does_yes_into_head_ends_by_sigpipe() {
         0,
         "SIGPIPE ignored in the step: {mask:x}"
     );
+    // The runner blocks every signal around the clone: none stays blocked.
+    assert_eq!(space.read("blocked").trim(), "SigBlk:\t0000000000000000");
 }
 
 #[test]
