@@ -461,8 +461,25 @@ impl<'a> Scheduler<'a> {
         let jobs = self.options.jobs.max(1);
         // Slurm steps waiting for the check that jobs see the state dir.
         let mut held = Vec::new();
-        while !self.stopping && self.running.len() + self.jobs.len() < jobs {
-            let Some(id) = self.ready.pop_first() else {
+        while self.running.len() + self.jobs.len() < jobs {
+            let next = if !self.stopping {
+                self.ready.pop_first()
+            } else if self.summary.interrupted.is_none() {
+                // Stopping after a failure: nothing new starts, but a retry
+                // belongs to a step that already started, so it still happens.
+                let retry = self
+                    .ready
+                    .iter()
+                    .copied()
+                    .find(|id| self.tries[id.index()] > 0);
+                if let Some(id) = retry {
+                    self.ready.remove(&id);
+                }
+                retry
+            } else {
+                None
+            };
+            let Some(id) = next else {
                 break;
             };
             if self.executor(id) == Executor::Slurm && !self.slurm_ready(id)? {
@@ -832,7 +849,10 @@ impl<'a> Scheduler<'a> {
         // The run ended before the check that jobs see the state dir did.
         self.jobs.abandon();
         for id in self.plan.to_run() {
-            if !self.finished[id.index()] {
+            if !self.finished[id.index()] && self.tries[id.index()] > 0 {
+                // It ran and failed; a signal dropped the retry it waited for.
+                self.summary.failed.push(id);
+            } else if !self.finished[id.index()] {
                 let why = self.blocked[id.index()].map_or(NotRun::Stopped, NotRun::NeedsFailed);
                 self.summary.not_run.push((id, why));
             }

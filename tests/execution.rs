@@ -284,6 +284,61 @@ fn a_step_out_of_retries_fails_the_run() {
     assert_eq!(space.ran(), ["a", "a"]);
 }
 
+#[test]
+fn a_retry_still_happens_after_another_step_failed_and_only_new_steps_are_held_back() {
+    // `flaky` fails once and is waiting for its retry when `bad` fails: the
+    // run stops starting new steps, but the retry belongs to a step that
+    // already started, so it runs (and succeeds); `after` never starts.
+    let space = Space::with(
+        r#"
+[[step]]
+name = "bad"
+run = "sleep 0.1; exit 1"
+
+[[step]]
+name = "flaky"
+after = []
+retries = 2
+retry_delay = "300ms"
+run = "echo flaky >> ran; [ $STEPWISE_ATTEMPT -ge 2 ]"
+
+[[step]]
+name = "after"
+after = ["flaky"]
+run = "echo after >> ran"
+"#,
+    );
+    space
+        .run(&["run", "-j2"])
+        .code(1)
+        .stderr_has("retry  flaky")
+        .stderr_has("ok     flaky")
+        .stderr_has("failed: bad")
+        .stderr_has("not run: after (stopped after a failure");
+    assert_eq!(space.ran(), ["flaky", "flaky"]);
+    space
+        .run(&["plan"])
+        .success()
+        .stdout_has("1 done, 2 remaining");
+}
+
+#[test]
+fn a_step_whose_retry_a_signal_cancelled_is_reported_failed_not_as_never_run() {
+    let space = Space::with(
+        "[[step]]\nname = \"f\"\nretries = 1\nretry_delay = \"60s\"\n\
+         run = \"echo f >> ran; exit 1\"\n",
+    );
+    let mut runner = space.spawn(&["run"]);
+    wait_for_file(&space, "ran");
+    wait_until("the retry is scheduled", || {
+        journal_lines(&space).iter().any(|r| r["event"] == "finish")
+    });
+    signal(&runner, Signal::SIGINT);
+    let out = runner.wait();
+    out.code(130).stderr_has("failed: f");
+    assert!(!out.stderr.contains("not run: f"), "{}", out.stderr);
+}
+
 fn interrupt_with(sig: Signal, expected_code: i32) {
     let space = Space::with(
         r#"
