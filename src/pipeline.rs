@@ -254,7 +254,7 @@ impl Pipeline {
                 }
             })
             .unwrap_or(Path::new("."));
-        let root = std::path::absolute(root)
+        let root = crate::state_dir::real_path(root)
             .context(format!("cannot resolve the folder of {}", path.display()))?;
         Ok((source, root))
     }

@@ -360,7 +360,17 @@ pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
     if runs.is_empty() {
         return Vec::new();
     }
-    let dir_entry = format!("{STATE_DIR_VAR}={}", state_dir.display());
+    // Steps get the state dir's real path (see `state_dir::real_path`); a
+    // process whose variable spells it otherwise (a symlink, `..`) is still
+    // this pipeline's, so differing spellings are resolved before comparing.
+    use std::os::unix::ffi::OsStrExt;
+    let state_dir =
+        crate::state_dir::real_path(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let dir_prefix = format!("{STATE_DIR_VAR}=");
+    let is_this_dir = |value: &[u8]| {
+        let value = Path::new(std::ffi::OsStr::from_bytes(value));
+        value == state_dir || crate::state_dir::real_path(value).is_ok_and(|real| real == state_dir)
+    };
     let run_entries: Vec<String> = runs.iter().map(|r| format!("{RUN_VAR}={r}")).collect();
     let slurm_entry = format!("{EXECUTOR_VAR}=slurm");
     let me = std::process::id();
@@ -387,7 +397,9 @@ pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
         let mut has_run = false;
         let mut slurm_job = false;
         for var in environ.split(|&b| b == 0) {
-            has_dir |= var == dir_entry.as_bytes();
+            has_dir |= var
+                .strip_prefix(dir_prefix.as_bytes())
+                .is_some_and(&is_this_dir);
             has_run |= run_entries.iter().any(|r| var == r.as_bytes());
             slurm_job |= var == slurm_entry.as_bytes();
         }

@@ -135,7 +135,7 @@ impl Project {
         }
         let state = StateDir::new(dir);
         let loaded = state.load()?;
-        let root = std::path::absolute(dir)
+        let root = crate::state_dir::real_path(dir)
             .context(format!("cannot resolve the folder {}", dir.display()))?;
         let names = loaded.history.step_names().iter().cloned();
         Ok(Project {

@@ -259,7 +259,7 @@ pub fn execute_adopting(
 }
 
 fn state_dir_abs(state: &StateDir) -> PathBuf {
-    std::path::absolute(state.path()).unwrap_or_else(|_| state.path().to_path_buf())
+    crate::state_dir::real_path(state.path()).unwrap_or_else(|_| state.path().to_path_buf())
 }
 
 struct Scheduler<'a> {

@@ -62,6 +62,19 @@ pub struct Writer {
     _lock: StateLock,
 }
 
+/// `path` as one spelling of where it really is: absolute, without `.`,
+/// `..` or symlinks (`canonicalize`), or merely absolute if it does not
+/// exist (yet) or cannot be resolved. A pipeline's folder and its state dir
+/// are named this way everywhere they are compared or handed on (the
+/// outputs' folder check, `STEPWISE_STATE_DIR`), so `-f ../stepwise.toml`
+/// from a subfolder or a path through a symlink means the same pipeline.
+pub fn real_path(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(real) => Ok(real),
+        Err(_) => std::path::absolute(path),
+    }
+}
+
 impl StateDir {
     /// `.stepwise/` beside `stepwise.toml`; a pipeline file with another
     /// name, `ci.toml`, gets `.stepwise-ci/`, so that two pipelines in one
@@ -78,7 +91,7 @@ impl StateDir {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let root = std::path::absolute(folder)
+        let root = real_path(folder)
             .context(format!("cannot resolve the folder of {}", path.display()))?;
         Ok(StateDir::new(root.join(state_dir_name(path))))
     }
@@ -300,8 +313,7 @@ impl Writer {
         if dead.is_empty() {
             return Ok(Vec::new());
         }
-        let dir =
-            std::path::absolute(self.dir.path()).unwrap_or_else(|_| self.dir.path().to_path_buf());
+        let dir = real_path(self.dir.path()).unwrap_or_else(|_| self.dir.path().to_path_buf());
         let killed = process::kill_leftovers(&dir, &dead);
         for run in dead {
             let counts = self.history.run(run).map(|r| r.counts);
@@ -459,10 +471,14 @@ pub fn is_state_dir_name(name: &str) -> bool {
 /// The state dir name for a pipeline file: `.stepwise` for the default
 /// `stepwise.toml`, `.stepwise-NAME` for `NAME.toml`.
 pub fn state_dir_name(pipeline_file: &Path) -> String {
+    // A name that is not UTF-8 keeps its own state dir too (its invalid
+    // bytes shown as U+FFFD), rather than sharing `stepwise.toml`'s.
     let file = pipeline_file
         .file_name()
-        .and_then(|f| f.to_str())
-        .unwrap_or(crate::pipeline::DEFAULT_FILE);
+        .map_or(crate::pipeline::DEFAULT_FILE.into(), |f| {
+            f.to_string_lossy()
+        });
+    let file: &str = &file;
     if file == crate::pipeline::DEFAULT_FILE {
         STATE_DIR.to_string()
     } else {
@@ -488,4 +504,21 @@ fn torn_warning(journal: &Path, line: usize, fate: &str) -> String {
         "the last line ({line}) of {} is incomplete, as if the machine stopped while writing it; it is ignored and {fate}",
         journal.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn each_pipeline_file_name_has_its_state_dir() {
+        assert_eq!(state_dir_name(Path::new("stepwise.toml")), ".stepwise");
+        assert_eq!(state_dir_name(Path::new("a/ci.toml")), ".stepwise-ci");
+        assert_eq!(state_dir_name(Path::new("Pipefile")), ".stepwise-Pipefile");
+        // Not UTF-8: its own, not the default file's.
+        let odd = Path::new(OsStr::from_bytes(b"p\xffx.toml"));
+        assert_eq!(state_dir_name(odd), ".stepwise-p\u{fffd}x");
+    }
 }

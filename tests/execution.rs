@@ -459,6 +459,33 @@ run = "sleep 60 & echo $! > grandchild; echo $$ > shell; test -f fixed || sleep 
     assert_eq!(space.ran(), ["a", "b"]);
 }
 
+#[test]
+fn a_run_killed_while_started_from_a_subfolder_is_cleaned_up_by_a_run_from_the_folder() {
+    // The killed run was started as `stepwise -f ../stepwise.toml` from
+    // `sub/`; the next one from the pipeline's folder must recognise what it
+    // left, though the two spell the folder differently.
+    let space = Space::with(
+        "[[step]]\nname = \"b\"\nrun = \"sleep 60 & echo $! > grandchild; test -f fixed || sleep 60\"\n",
+    );
+    std::fs::create_dir(space.join("sub")).unwrap();
+    let mut cmd = space.command(&["-f", "../stepwise.toml", "run"]);
+    cmd.current_dir(space.join("sub"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut runner = Background::from_child(cmd.spawn().unwrap());
+    wait_for_file(&space, "grandchild");
+    runner.kill9();
+    let grandchild = pid_in(&space, "grandchild");
+    assert!(alive(grandchild), "the kernel only kills the direct child");
+
+    space.write("fixed", "");
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("killed 2 processes that steps of a killed earlier run had left running");
+    assert!(wait_gone(grandchild), "the grandchild outlived the cleanup");
+}
+
 /// The crash-safety harness: a pipeline of many short steps on -j4, the
 /// runner's whole process group SIGKILLed at random instants, dozens of
 /// times. After every kill the journal must load, and no step recorded

@@ -345,6 +345,36 @@ fn a_pipeline_named_with_f_runs_in_its_own_folder_and_keeps_its_state_there() {
 }
 
 #[test]
+fn a_pipeline_named_through_dot_dot_or_a_symlink_is_the_same_pipeline_with_the_same_state() {
+    let space = Space::with(
+        "[[step]]\nname = \"gen\"\nrun = \"echo x > mid.txt\"\noutputs = [\"mid.txt\"]\n",
+    );
+    std::fs::create_dir(space.join("sub")).unwrap();
+    std::os::unix::fs::symlink(space.path(), space.join("link")).unwrap();
+
+    // From a subfolder, through `..`: the output is inside the folder.
+    let mut cmd = space.command(&["-f", "../stepwise.toml", "run"]);
+    cmd.current_dir(space.join("sub"));
+    space
+        .run_command(cmd)
+        .success()
+        .stderr_has("Resume plan: 0 done, 1 remaining");
+    assert_eq!(space.read("mid.txt"), "x\n");
+    // Every spelling finds the same state: done.
+    for file in [
+        "stepwise.toml",
+        "sub/../stepwise.toml",
+        "link/stepwise.toml",
+    ] {
+        space
+            .run(&["-f", file, "run"])
+            .success()
+            .stderr_has("Resume plan: 1 done, 0 remaining");
+    }
+    assert!(!space.exists("sub/.stepwise"));
+}
+
+#[test]
 fn errors_name_the_pipeline_file_as_given_with_f() {
     let space = Space::new();
     space.write("conf/pipe.toml", "[[step]]\nname = \"a\"\nrn = \"true\"\n");

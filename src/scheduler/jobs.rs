@@ -666,7 +666,7 @@ pub fn reattach(
         files: AttemptFiles,
     }
     let abs = StateDir::new(
-        std::path::absolute(state.path()).unwrap_or_else(|_| state.path().to_path_buf()),
+        crate::state_dir::real_path(state.path()).unwrap_or_else(|_| state.path().to_path_buf()),
     );
     let mut candidates = Vec::new();
     for (name, h) in writer.history.steps() {
