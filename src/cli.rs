@@ -326,8 +326,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Init => {
             crate::init::init(&path)?;
+            let command = if path == Path::new(DEFAULT_FILE) {
+                "stepwise run".to_string()
+            } else {
+                format!("stepwise -f {} run", path.display())
+            };
             eprintln!(
-                "wrote {}: `stepwise run` runs it; edit its steps to make it yours",
+                "wrote {}: `{command}` runs it; edit its steps to make it yours",
                 path.display()
             );
             return Ok(EXIT_OK);

@@ -975,7 +975,7 @@ impl<'p> Lines<'p> {
                 line: line_no,
                 message,
                 help: format!(
-                    "nothing was run or changed; repair line {line_no} by hand or move the journal aside (keep a copy: it is the record of what is done)"
+                    "nothing was run or changed; `stepwise fsck --repair` moves unreadable lines aside (keeping them in a file beside the journal) and keeps the rest; or repair line {line_no} by hand"
                 ),
             }),
         }

@@ -33,8 +33,15 @@ fn init_writes_a_starter_that_runs_and_never_overwrites() {
     assert_eq!(space.read("stepwise.toml"), "# mine\n");
 
     // -f names another file.
-    space.run(&["-f", "other.toml", "init"]).success();
+    space
+        .run(&["-f", "other.toml", "init"])
+        .success()
+        .stderr_has("`stepwise -f other.toml run` runs it");
     assert!(space.read("other.toml").starts_with("# stepwise.toml"));
+    space
+        .run(&["-f", "other.toml", "run"])
+        .success()
+        .stderr_has("0 done");
 }
 
 #[test]

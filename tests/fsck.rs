@@ -94,7 +94,8 @@ fn an_unreadable_line_is_found_and_repair_moves_it_aside_keeping_every_other_byt
     space
         .run(&["plan"])
         .code(2)
-        .stderr_has(&format!("journal.jsonl:{n} is corrupt"));
+        .stderr_has(&format!("journal.jsonl:{n} is corrupt"))
+        .stderr_has("`stepwise fsck --repair` moves unreadable lines aside");
 
     let check = space.run(&["fsck"]);
     check
