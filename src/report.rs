@@ -604,11 +604,21 @@ pub fn tail(path: &Path, n: usize) -> Vec<String> {
     }
     let text = String::from_utf8_lossy(&bytes);
     let mut lines: Vec<&str> = text.lines().collect();
-    if start > 0 && !lines.is_empty() {
+    if start > 0 && lines.len() > 1 {
         lines.remove(0); // probably cut in the middle
     }
     let from = lines.len().saturating_sub(n);
-    lines[from..].iter().map(|l| l.to_string()).collect()
+    lines[from..].iter().map(|l| clip_line(l)).collect()
+}
+
+/// A line of at most [`TAIL_LINE_CHARS`] characters: the end of a longer
+/// one (where a message usually says what went wrong), marked as cut.
+fn clip_line(line: &str) -> String {
+    const TAIL_LINE_CHARS: usize = 500;
+    match line.char_indices().rev().nth(TAIL_LINE_CHARS - 1) {
+        Some((at, _)) if at > 0 => format!("…{}", &line[at..]),
+        _ => line.to_string(),
+    }
 }
 
 /// A path relative to the current dir when it is inside it, as people

@@ -179,3 +179,18 @@ fn quiet_and_verbose_do_not_mix() {
     out.code(2);
     out.stderr_has("cannot be used with");
 }
+
+#[test]
+fn a_failed_step_whose_last_line_is_huge_shows_that_line_s_end() {
+    // 100 KB on one line, then the error at its end: more than the window
+    // the tail reads, and more than a console line should hold.
+    let space = Space::with(
+        "[[step]]\nname = \"big\"\nrun = \"head -c 100000 /dev/zero | tr '\\\\0' x; printf 'the real error'; exit 1\"\n",
+    );
+    let out = space.run(&["run"]);
+    out.code(1)
+        .stderr_has("  | …xxx")
+        .stderr_has("xthe real error\n");
+    let shown = out.stderr.lines().find(|l| l.starts_with("  | ")).unwrap();
+    assert_eq!(shown.chars().count(), "  | …".chars().count() + 500);
+}
