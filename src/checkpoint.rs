@@ -111,20 +111,38 @@ where
 /// `[name, ok]` pairs, e.g. `[["load", true], ["clean", false]]`.
 ///
 /// Anything else is refused with a message saying where and what (serde_json
-/// reports the line and column).
+/// reports the line and column), and so is a name no step can have: empty,
+/// or holding a control character (which would also reach terminals raw).
 ///
 /// ```
 /// let cp = stepwise::checkpoint::parse_checkpoint(br#"[["a", true], ["b", false]]"#).unwrap();
 /// assert_eq!(cp, [("a".to_string(), true), ("b".to_string(), false)]);
 /// assert!(stepwise::checkpoint::parse_checkpoint(br#"[["a", "yes"]]"#).is_err());
+/// assert!(stepwise::checkpoint::parse_checkpoint(br#"[["", true]]"#).is_err());
 /// ```
 pub fn parse_checkpoint(bytes: &[u8]) -> Result<Vec<(String, bool)>, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("the file is empty; expected a JSON list of [name, ok] pairs".into());
     }
-    serde_json::from_slice::<Vec<(String, bool)>>(bytes).map_err(|e| {
+    let entries = serde_json::from_slice::<Vec<(String, bool)>>(bytes).map_err(|e| {
         format!("{e}; expected a JSON list of [name, ok] pairs such as [[\"load\", true]]")
-    })
+    })?;
+    for (i, (name, _)) in entries.iter().enumerate() {
+        let problem = if name.is_empty() {
+            Some("is empty".to_string())
+        } else {
+            name.chars()
+                .find(|c| c.is_control())
+                .map(|c| format!("holds the control character U+{:04X}", u32::from(c)))
+        };
+        if let Some(problem) = problem {
+            return Err(format!(
+                "the name of pair {} {problem}: no step can have it",
+                i + 1
+            ));
+        }
+    }
+    Ok(entries)
 }
 
 /// Renders a checkpoint in the seed's format: `[["a",true],["b",false]]`,

@@ -186,6 +186,18 @@ fn importing_a_valid_list_followed_by_junk_is_refused() {
 }
 
 #[test]
+fn importing_a_name_no_step_can_have_is_refused() {
+    import_is_refused(
+        Some(r#"[["a", true], ["", true]]"#),
+        "the name of pair 2 is empty",
+    );
+    import_is_refused(
+        Some(r#"[["a\u001b[2Jb", true]]"#),
+        "the name of pair 1 holds the control character U+001B",
+    );
+}
+
+#[test]
 fn importing_a_missing_file_is_refused() {
     import_is_refused(None, "cannot read the checkpoint file");
 }
