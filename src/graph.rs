@@ -188,6 +188,24 @@ fn groups<'p>(pipeline: &'p Pipeline, plan: &'p Plan) -> Vec<(&'p str, Vec<&'p S
     out
 }
 
+/// Text for a Mermaid label: labels are HTML, so `<b>` in a matrix value
+/// would be markup; Mermaid's entity codes (`#60;`) show each character as
+/// itself. `#` is escaped too, since it starts an entity code.
+fn mermaid_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '#' => out.push_str("#35;"),
+            '"' => out.push_str("#quot;"),
+            '<' => out.push_str("#60;"),
+            '>' => out.push_str("#62;"),
+            '&' => out.push_str("#38;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Mermaid: paste into a Markdown file between ```` ```mermaid ```` fences.
 pub fn mermaid(pipeline: &Pipeline, plan: &Plan) -> String {
     let id = |s: StepId| format!("s{}", s.0);
@@ -198,7 +216,7 @@ pub fn mermaid(pipeline: &Pipeline, plan: &Plan) -> String {
             out,
             "{indent}{}[\"{}<br/><small>{}</small>\"]",
             id(s.id),
-            name.replace('"', "#quot;"),
+            mermaid_escape(name),
             s.state
         );
     };
@@ -213,7 +231,7 @@ pub fn mermaid(pipeline: &Pipeline, plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "  subgraph t{n}[\"{} ({})\"]",
-            template.replace('"', "#quot;"),
+            mermaid_escape(template),
             members.len()
         );
         for s in members {
@@ -483,5 +501,9 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(dot_escape("say \"hi\"\\"), "say \\\"hi\\\"\\\\");
+        assert_eq!(
+            mermaid_escape("a[v=<b>\"x\"&#1;]"),
+            "a[v=#60;b#62;#quot;x#quot;#38;#35;1;]"
+        );
     }
 }
