@@ -1009,7 +1009,8 @@ impl Cx<'_> {
                     other => self.type_error(value.span(), &format!("`keep_failed_outputs` {place}"), "true or false", other),
                 },
                 "timeout" => match self.duration(value, &format!("`timeout` {place}")) {
-                    Some(d) if d.is_zero() => self.error_help(value.span(), format!("`timeout` must be longer than 0 {place}"), "leave `timeout` out for no time limit"),
+                    // Below a millisecond is a typo, not a time limit: it would fail every attempt at once.
+                    Some(d) if d < Duration::from_millis(1) => self.error_help(value.span(), format!("`timeout` must be at least 1ms {place}"), "leave `timeout` out for no time limit"),
                     d => step.timeout = d,
                 },
                 "retries" => {

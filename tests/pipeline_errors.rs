@@ -132,6 +132,20 @@ fn an_empty_name_is_refused() {
 }
 
 #[test]
+fn a_timeout_of_zero_or_under_a_millisecond_is_refused() {
+    for timeout in ["0s", "0.0001ms"] {
+        refused(
+            &format!("{GOOD_STEP}timeout = \"{timeout}\"\n"),
+            &[
+                "stepwise.toml:4:",
+                "`timeout` must be at least 1ms",
+                "leave `timeout` out",
+            ],
+        );
+    }
+}
+
+#[test]
 fn an_empty_run_is_refused() {
     refused(
         &format!("{GOOD_STEP}\n[[step]]\nname = \"idle\"\nrun = \"  \"\n"),
