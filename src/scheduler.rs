@@ -721,7 +721,7 @@ impl<'a> Scheduler<'a> {
         if !step.keep_failed_outputs && !matches!(outcome, Outcome::NotStarted(_)) {
             for (path, e) in workspace::remove_outputs(self.pipeline, id) {
                 self.progress.warning(&format!(
-                    "could not remove {} after `{}` failed: {e}",
+                    "{} was not removed after `{}` failed: {e}",
                     path.display(),
                     step.name
                 ));

@@ -229,10 +229,31 @@ pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io:
     // checked again here with symlinks resolved, so a link to elsewhere can
     // never make us delete there.
     let root = std::fs::canonicalize(&pipeline.root).unwrap_or_else(|_| pipeline.root.clone());
+    // An output that is, or holds, one of the step's own inputs (a file
+    // updated in place, a folder it reads from and writes to) is kept: the
+    // input is data the step did not make, and may exist nowhere else.
+    let dir = pipeline.step_dir(id);
+    let inputs: Vec<PathBuf> = pipeline
+        .step(id)
+        .inputs
+        .iter()
+        .flat_map(|pattern| expand(&dir, pattern).unwrap_or_default())
+        .map(|rel| lexically_normal(&dir.join(rel)))
+        .collect();
     for path in pipeline.output_paths(id).iter().cloned() {
         let Some(parent) = path.parent() else {
             continue;
         };
+        let normal = lexically_normal(&path);
+        if let Some(input) = inputs.iter().find(|i| i.starts_with(&normal)) {
+            let how = if *input == normal { "is" } else { "holds" };
+            let shown = input.strip_prefix(&dir).unwrap_or(input);
+            failed.push((
+                path.clone(),
+                std::io::Error::other(format!("it {how} the step's own input {}", shown.display())),
+            ));
+            continue;
+        }
         match std::fs::canonicalize(parent) {
             Ok(real) if real.starts_with(&root) => {}
             Ok(real) => {
@@ -259,6 +280,21 @@ pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io:
         }
     }
     failed
+}
+
+/// `path` without `.` and `..` components, resolved by name.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn is_glob(pattern: &str) -> bool {

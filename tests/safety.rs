@@ -37,6 +37,35 @@ fn an_output_that_is_a_symlink_to_a_file_outside_loses_the_link_never_the_file()
 }
 
 #[test]
+fn a_failed_step_keeps_an_output_that_is_or_holds_its_own_input() {
+    // `data/` is both what the step reads (data/raw.csv) and what it
+    // writes; `db` is updated in place. A failure must not delete the input.
+    let space = Space::with(
+        r#"
+[[step]]
+name = "update"
+run = "echo half >> db; echo half > data/summary.csv; exit 1"
+inputs = ["data/raw.csv", "db"]
+outputs = ["data", "db", "other.txt"]
+"#,
+    );
+    space.write("data/raw.csv", "precious\n");
+    space.write("db", "rows\n");
+    space.write("other.txt", "made by an earlier attempt\n");
+    space
+        .run(&["run"])
+        .code(1)
+        .stderr_has("data was not removed after `update` failed: it holds the step's own input data/raw.csv")
+        .stderr_has("db was not removed after `update` failed: it is the step's own input db");
+    assert_eq!(space.read("data/raw.csv"), "precious\n");
+    assert_eq!(space.read("db"), "rows\nhalf\n");
+    assert!(
+        !space.exists("other.txt"),
+        "an output that is no input is removed as ever"
+    );
+}
+
+#[test]
 fn an_output_folder_that_is_a_symlink_outside_loses_the_link_never_the_contents() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("keep.txt"), "keep\n").unwrap();
