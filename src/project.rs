@@ -127,13 +127,16 @@ impl Project {
     /// forget), and it cannot be run, imported into or asked `why`; it can
     /// be inspected and forgotten.
     pub fn from_state_dir(dir: &Path) -> Result<Project> {
-        if !dir.is_dir() {
+        let state = StateDir::new(dir);
+        // A folder without a journal is not a state dir (`--state-dir .` by
+        // mistake): reading it as an empty history would answer "nothing
+        // recorded" about the wrong folder.
+        if !dir.is_dir() || !state.journal().exists() {
             return Err(Error::usage_with_help(
                 format!("no state dir at {}", dir.display()),
-                "--state-dir names the folder a program passes to `stepwise::Run::open`, e.g. .stepwise",
+                "--state-dir names the folder a program passes to `stepwise::Run::open`, e.g. .stepwise (it holds journal.jsonl)",
             ));
         }
-        let state = StateDir::new(dir);
         let loaded = state.load()?;
         let root = crate::state_dir::real_path(dir)
             .context(format!("cannot resolve the folder {}", dir.display()))?;

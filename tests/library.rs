@@ -747,4 +747,8 @@ fn the_command_line_reads_inspects_and_forgets_a_programs_state_dir() {
     let (code, _, stderr) = stepwise(&work, &["status", "--state-dir", "nowhere"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("no state dir at nowhere"), "{stderr}");
+    // A folder that is no state dir (the program's own folder, by mistake).
+    let (code, _, stderr) = stepwise(&work, &["plan", "--state-dir", "."]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no state dir at ."), "{stderr}");
 }
