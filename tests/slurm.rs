@@ -1,6 +1,6 @@
 //! Steps run as jobs of a real Slurm cluster: `scripts/slurm-up.sh` starts
-//! one on localhost (`.ci/run` does, before the tests). Without `sbatch`
-//! these tests print SKIPPED and pass, except under CI (`CI` set), where a
+//! one on localhost (`.ci/run` does, before the tests). Without `sbatch`, or
+//! without a controller that answers `sinfo`, these tests print SKIPPED and pass, except under CI (`CI` set), where a
 //! missing Slurm is a failure: CI must not look green without running them.
 //!
 //! Each step proves it ran by appending its name to `ran`, and the journal's
@@ -18,19 +18,29 @@ use std::time::{Duration, Instant};
 fn slurm(test: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("sbatch").is_file()));
-    if found {
+    // Installed is not running: a machine that rebooted has `sbatch` but no
+    // controller to answer it.
+    let answers = found
+        && Command::new("sinfo")
+            .arg("--noheader")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if answers {
         return true;
     }
+    let why = if found {
+        "sbatch is installed but no Slurm controller answers `sinfo`"
+    } else {
+        "sbatch not found"
+    };
     if std::env::var_os("CI").is_some() {
-        panic!(
-            "{test}: sbatch not found under CI; .ci/run must start the test cluster (scripts/slurm-up.sh)"
-        );
+        panic!("{test}: {why} under CI; .ci/run must start the test cluster (scripts/slurm-up.sh)");
     }
     // Straight to the process's stderr, past the test harness's capture, so
     // the skip is seen even though the test passes.
     let _ = writeln!(
         std::io::stderr().lock(),
-        "\nSKIPPED {test}: sbatch not found; `sudo scripts/slurm-up.sh` starts a one-node Slurm cluster to run it against (under CI this fails instead)\n"
+        "\nSKIPPED {test}: {why}; `sudo scripts/slurm-up.sh` starts a one-node Slurm cluster to run it against (under CI this fails instead)\n"
     );
     false
 }
