@@ -303,6 +303,15 @@ impl Pipeline {
         let (raw, expansion_inputs) = expand::expand(&mut cx, raw, root);
         let mut pipeline = cx.validate(raw, root);
         pipeline.expansion_inputs = expansion_inputs;
+        if cx.errors.is_empty() && pipeline.steps.is_empty() {
+            // As make says "No targets": an empty file (or `-f` naming the
+            // wrong one) is a mistake, not a pipeline that is done.
+            cx.error_help(
+                0..0,
+                "the pipeline has no steps",
+                "add a step: a `[[step]]` table with a `name` and a `run` command; `stepwise init` writes a starter file",
+            );
+        }
         if cx.errors.is_empty() {
             Ok(pipeline)
         } else {

@@ -146,6 +146,22 @@ fn a_timeout_of_zero_or_under_a_millisecond_is_refused() {
 }
 
 #[test]
+fn a_pipeline_without_steps_is_refused() {
+    refused(
+        "",
+        &[
+            "stepwise.toml:1:1",
+            "the pipeline has no steps",
+            "stepwise init",
+        ],
+    );
+    refused(
+        "[pipeline]\nshell = [\"bash\", \"-c\"]\n",
+        &["the pipeline has no steps"],
+    );
+}
+
+#[test]
 fn an_empty_run_is_refused() {
     refused(
         &format!("{GOOD_STEP}\n[[step]]\nname = \"idle\"\nrun = \"  \"\n"),
