@@ -301,3 +301,110 @@ fn an_expansion_named_after_a_path_has_its_own_log() {
         .success()
         .stdout_has("content of a");
 }
+
+/// Two per-sample chains written as `{sample}-fetch` and `{sample}-parse`:
+/// each template is known by the rest of its name.
+const NAMED_AFTER_THE_VALUE: &str = r#"
+[[step]]
+name = "{s}-fetch"
+matrix = { s = ["a", "b"] }
+after = []
+run = "echo {s}-fetch >> ran"
+
+[[step]]
+name = "{s}-parse"
+matrix = { s = ["a", "b"] }
+after = []
+run = "echo {s}-parse >> ran"
+"#;
+
+#[test]
+fn a_name_that_starts_with_a_placeholder_names_its_template_by_the_rest() {
+    let space = Space::with(NAMED_AFTER_THE_VALUE);
+    let plan = space.run(&["plan"]);
+    plan.success();
+    let rows: Vec<&str> = plan.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "one row per template:\n{}", plan.stdout);
+    assert!(
+        rows[0].contains("fetch") && rows[0].contains("2 steps"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        rows[1].contains("parse") && rows[1].contains("2 steps"),
+        "{}",
+        plan.stdout
+    );
+
+    space
+        .run(&["status"])
+        .success()
+        .stdout_has("fetch (2 steps)")
+        .stdout_has("parse (2 steps)");
+    let dot = space.run(&["graph"]);
+    dot.success()
+        .stdout_has("subgraph \"cluster_fetch\"")
+        .stdout_has("label=\"fetch (2)\"")
+        .stdout_has("subgraph \"cluster_parse\"");
+    assert!(!dot.stdout.contains("\"cluster_\""), "{}", dot.stdout);
+
+    // `stepwise run fetch` runs every expansion of `{s}-fetch`, and only those.
+    space.run(&["run", "fetch"]).success();
+    let mut ran = space.ran();
+    ran.sort();
+    assert_eq!(ran, ["a-fetch", "b-fetch"]);
+}
+
+#[test]
+fn after_names_a_template_whose_name_starts_with_a_placeholder() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "{s}-fetch"
+matrix = { s = ["a", "b"] }
+run = "echo {s}-fetch >> ran"
+
+[[step]]
+name = "report"
+after = ["fetch"]
+run = "echo report >> ran"
+"#,
+    );
+    space.run(&["run", "-j1"]).success();
+    let ran = space.ran();
+    assert_eq!(ran.last().map(String::as_str), Some("report"), "{ran:?}");
+    assert_eq!(ran.len(), 3, "{ran:?}");
+}
+
+#[test]
+fn templates_that_differ_after_their_placeholder_are_different_templates() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "qc-{s}-raw"
+matrix = { s = ["a", "b"] }
+after = []
+run = "echo qc-{s}-raw >> ran"
+
+[[step]]
+name = "qc-{s}-trimmed"
+matrix = { s = ["a"] }
+after = []
+run = "echo qc-{s}-trimmed >> ran"
+
+[[step]]
+name = "{s}"
+matrix = { s = ["solo"] }
+after = ["qc-trimmed"]
+run = "echo {s} >> ran"
+"#,
+    );
+    space
+        .run(&["status"])
+        .success()
+        .stdout_has("qc-raw (2 steps)")
+        .stdout_has("qc-trimmed (1 steps)");
+    // A name that is nothing but placeholders: the template is its name as written.
+    space.run(&["run", "{s}"]).success();
+    assert_eq!(space.ran(), ["qc-a-trimmed", "solo"]);
+}

@@ -94,11 +94,46 @@ fn default_name(template: &str, values: &[(String, String)]) -> String {
     format!("{template}[{}]", inner.join(","))
 }
 
-/// The template's own name when its `name` holds placeholders: the text
-/// before the first one (`align-{sample}` is the template `align`).
+/// The template's own name when its `name` holds placeholders: the name
+/// with its placeholders taken out, and the `-`, `_` or `.` they leave
+/// doubled or at either end with them (`call-{sample}` and `{sample}-call`
+/// are the template `call`, `qc-{sample}-raw` is `qc-raw`). A name that is
+/// nothing but placeholders and separators (`{sample}`) is its own
+/// template's name, as written, so a template's name is never empty.
 fn template_name(name: &str) -> String {
-    let head = &name[..name.find('{').unwrap_or(name.len())];
-    head.trim_end_matches(['-', '_', '.', '[']).to_string()
+    const SEPARATORS: [char; 3] = ['-', '_', '.'];
+    let mut out = String::with_capacity(name.len());
+    // Whether a placeholder was just taken out.
+    let mut after_placeholder = false;
+    let mut rest = name;
+    while !rest.is_empty() {
+        let (piece, placeholder_end) = match rest.find('{') {
+            Some(open) => match rest[open..].find('}') {
+                Some(close) => (&rest[..open], Some(open + close + 1)),
+                None => (rest, None),
+            },
+            None => (rest, None),
+        };
+        let piece = if after_placeholder && (out.is_empty() || out.ends_with(SEPARATORS)) {
+            piece.trim_start_matches(SEPARATORS)
+        } else {
+            piece
+        };
+        out.push_str(piece);
+        match placeholder_end {
+            Some(end) => {
+                rest = &rest[end..];
+                after_placeholder = true;
+            }
+            None => break,
+        }
+    }
+    let out = out.trim_end_matches(SEPARATORS);
+    if out.is_empty() {
+        name.to_string()
+    } else {
+        out.to_string()
+    }
 }
 
 enum Mode {
@@ -672,6 +707,16 @@ mod tests {
         ];
         assert_eq!(default_name("align", &values), "align[fold=2,sample=s1]");
         assert_eq!(template_name("align-{sample}"), "align");
+        assert_eq!(template_name("align-{sample}-{fold}"), "align");
+        assert_eq!(template_name("{s}-fetch"), "fetch");
+        assert_eq!(template_name("{s}_{t}.fetch"), "fetch");
+        assert_eq!(template_name("qc-{s}-raw"), "qc-raw");
+        assert_eq!(template_name("qc_{s}.raw"), "qc_raw");
+        assert_eq!(template_name("call-{s}"), template_name("call_{t}"));
+        assert_eq!(template_name("a{s}b"), "ab");
+        // Nothing but placeholders: the name as written, never empty.
+        assert_eq!(template_name("{s}"), "{s}");
+        assert_eq!(template_name("{a}.{b}"), "{a}.{b}");
         assert_eq!(shell_word("a b"), "'a b'");
         assert_eq!(shell_word("x/y.bam"), "x/y.bam");
     }
