@@ -41,6 +41,17 @@ pub(super) struct MatrixFrom {
     pub var: String,
 }
 
+/// What an expanded step was made from.
+#[derive(Clone, Debug)]
+pub(super) struct Expanded {
+    /// The template's name: what `after` and the command line call it.
+    pub template: String,
+    /// The template's `name` as written (`call-{sample}`), for messages.
+    pub written: String,
+    /// The `(variable, value)` pairs of this expansion.
+    pub values: Vec<(String, String)>,
+}
+
 /// Something on disk an expansion depended on, with its digest when the
 /// pipeline was compiled: a change means expanding again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -556,7 +567,11 @@ pub(super) fn expand(
                     }
                 }
             }
-            s.expanded_from = Some((template.clone(), values));
+            s.expanded_from = Some(Expanded {
+                template: template.clone(),
+                written: name.get_ref().clone(),
+                values,
+            });
             steps.push(s);
         }
     }
@@ -583,7 +598,7 @@ pub(super) fn expand(
             .as_ref()
             .map(|n| n.get_ref().clone())
             .unwrap_or_default();
-        if let Some((template, _)) = &s.expanded_from {
+        if let Some(Expanded { template, .. }) = &s.expanded_from {
             by_template
                 .entry(template.clone())
                 .or_default()
