@@ -408,3 +408,64 @@ run = "echo {s} >> ran"
     space.run(&["run", "{s}"]).success();
     assert_eq!(space.ran(), ["qc-a-trimmed", "solo"]);
 }
+
+const SCORE_BY_COLUMN: &str = r#"
+[[step]]
+name = "score"
+matrix_from = { file = "table.csv", column = "sample" }
+run = "echo 'score-{sample}' >> ran"
+"#;
+
+#[test]
+fn a_csv_column_is_read_as_csv_with_quoted_fields_a_quoted_header_and_a_bom() {
+    let space = Space::with(SCORE_BY_COLUMN);
+    // As a spreadsheet saves it: a byte order mark, quotes, CRLF line ends.
+    space.write(
+        "table.csv",
+        "\u{feff}\"sample\",\"reads\"\r\ns1,10\r\n\"s,2\",20\r\n\"s 3\",\"30\"\r\n",
+    );
+    space
+        .run(&["plan", "--expand"])
+        .success()
+        .stdout_has("score[sample=s1]")
+        .stdout_has("score[sample=s,2]")
+        .stdout_has("score[sample=s 3]");
+    space.run(&["run", "-j1"]).success();
+    let mut ran = space.ran();
+    ran.sort();
+    assert_eq!(ran, ["score-s 3", "score-s,2", "score-s1"]);
+
+    // A changed file is read again, not taken from the compiled pipeline.
+    space.write(
+        "table.csv",
+        "\u{feff}\"sample\",\"reads\"\r\ns1,10\r\n\"s,2\",20\r\n\"s 3\",\"30\"\r\n\"s,4\",40\r\n",
+    );
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("Resume plan: 3 done, 1 remaining");
+    assert_eq!(space.ran_count("score-s,4"), 1);
+}
+
+#[test]
+fn a_list_file_with_a_byte_order_mark_gives_clean_values() {
+    let space = Space::with(
+        "[[step]]\nname = \"greet\"\nmatrix_from = \"names.txt\"\nrun = \"echo hello-{item} >> ran\"\n",
+    );
+    space.write("names.txt", "\u{feff}ann\r\nbob\r\n");
+    space.run(&["run", "-j1"]).success();
+    assert_eq!(space.ran(), ["hello-ann", "hello-bob"]);
+}
+
+#[test]
+fn a_csv_without_the_column_is_refused_with_its_header() {
+    let space = Space::with(SCORE_BY_COLUMN);
+    space.write("table.csv", "\u{feff}\"name\",\"reads, total\"\ns1,10\n");
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("the matrix file `table.csv` has no column `sample`")
+        .stderr_has("stepwise.toml:4:24")
+        .stderr_has("its header is: `name`, `reads, total`");
+    assert!(!space.exists(".stepwise"), "nothing written");
+}

@@ -280,40 +280,18 @@ impl Cx<'_> {
                 return None;
             }
         };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let mut lines = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let text = String::from_utf8_lossy(&bytes);
+        // A byte order mark, as some editors and spreadsheets write, is not
+        // part of the first value (or of the first column's name).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let values: Vec<String> = match &from.column {
-            None => lines.map(String::from).collect(),
-            Some(column) => {
-                let header: Vec<&str> = lines
-                    .next()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(str::trim)
-                    .collect();
-                let Some(at) = header.iter().position(|h| h == column) else {
-                    self.error_help(
-                        from.file.span(),
-                        format!(
-                            "the matrix file `{}` has no column `{column}`",
-                            from.file.get_ref()
-                        ),
-                        format!("its header is: {}", header.join(", ")),
-                    );
-                    return None;
-                };
-                lines
-                    .filter_map(|l| {
-                        l.split(',')
-                            .nth(at)
-                            .map(|v| v.trim().trim_matches('"').to_string())
-                    })
-                    .filter(|v| !v.is_empty())
-                    .collect()
-            }
+            None => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect(),
+            Some(column) => self.csv_column(from, column, text)?,
         };
         if values.is_empty() {
             self.error_help(
@@ -327,6 +305,61 @@ impl Cx<'_> {
             return None;
         }
         Some((values, path, bytes))
+    }
+
+    /// The values of one column of a CSV file (RFC 4180: quoted fields may
+    /// hold commas, quotes and line breaks), found by its header; empty
+    /// values are left out, and so are blank lines and lines starting with
+    /// `#`.
+    fn csv_column(&mut self, from: &MatrixFrom, column: &str, text: &str) -> Option<Vec<String>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .comment(Some(b'#'))
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let bad = |cx: &mut Cx<'_>, e: csv::Error| {
+            let line = e
+                .position()
+                .map_or(String::new(), |p| format!(", line {}", p.line()));
+            cx.error_help(
+                from.file.span(),
+                format!("cannot read the matrix file `{}` as CSV{line}: {e}", from.file.get_ref()),
+                "`column` takes the values of one column of a CSV file whose first line names the columns",
+            );
+        };
+        let header = match reader.headers() {
+            Ok(header) => header.clone(),
+            Err(e) => {
+                bad(self, e);
+                return None;
+            }
+        };
+        let Some(at) = header.iter().position(|h| h == column) else {
+            let names: Vec<String> = header.iter().map(|h| format!("`{h}`")).collect();
+            self.error_help(
+                from.file.span(),
+                format!(
+                    "the matrix file `{}` has no column `{column}`",
+                    from.file.get_ref()
+                ),
+                format!("its header is: {}", names.join(", ")),
+            );
+            return None;
+        };
+        let mut values = Vec::new();
+        for record in reader.records() {
+            match record {
+                Ok(record) => {
+                    values.extend(record.get(at).filter(|v| !v.is_empty()).map(String::from))
+                }
+                Err(e) => {
+                    bad(self, e);
+                    return None;
+                }
+            }
+        }
+        Some(values)
     }
 }
 
