@@ -469,3 +469,54 @@ fn a_csv_without_the_column_is_refused_with_its_header() {
         .stderr_has("its header is: `name`, `reads, total`");
     assert!(!space.exists(".stepwise"), "nothing written");
 }
+
+#[test]
+fn a_per_file_step_over_a_long_non_ascii_file_name_runs_and_keeps_its_log() {
+    // 30 CJK characters: 90 bytes of UTF-8, 270 once percent-encoded, more
+    // than a file name can hold.
+    let stem = "写真".repeat(15);
+    let space = Space::with(
+        "[[step]]\nname = \"thumb\"\nfor_each = \"raw/*.jpg\"\nrun = \"echo made {stem}; test -f fixed\"\n",
+    );
+    space.write(&format!("raw/{stem}.jpg"), "a picture\n");
+    let step = format!("thumb[path=raw/{stem}.jpg]");
+
+    let out = space.run(&["run"]);
+    out.code(1).stderr_has(&format!("  | made {stem}"));
+    assert!(!out.stderr.contains("too long"), "{}", out.stderr);
+    let logs = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(space.join(".stepwise/logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let first = logs();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].len() <= 255, "{first:?}");
+    assert!(
+        first[0].starts_with("thumb[path=raw%2F%E5%86%99%E7%9C%9F") && first[0].ends_with(".1.log"),
+        "{first:?}"
+    );
+    space
+        .run(&["log", &step])
+        .success()
+        .stdout_has(&format!("made {stem}"));
+
+    space.write("fixed", "");
+    space.run(&["run"]).success();
+    space
+        .run(&["status", "--expand"])
+        .success()
+        .stdout_has(".stepwise/logs/thumb[path=raw%2F%E5%86%99");
+    // `gc` drops the failed attempt's log and keeps the one it still holds.
+    space.run(&["gc"]).success();
+    let kept = logs();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].ends_with(".2.log"), "{kept:?}");
+    space
+        .run(&["log", &step])
+        .success()
+        .stdout_has(&format!("made {stem}"));
+}
