@@ -727,8 +727,8 @@ struct RawStep {
     spans: FieldSpans,
     /// `matrix`, `matrix_from` and `for_each`, when the step is a template.
     template: Option<expand::TemplateSpec>,
-    /// For an expansion: its template's name and the values it was made with.
-    expanded_from: Option<(String, Vec<(String, String)>)>,
+    /// For an expansion: its template and the values it was made with.
+    expanded_from: Option<expand::Expanded>,
 }
 
 #[derive(Clone, Default)]
@@ -1607,22 +1607,14 @@ impl Cx<'_> {
     /// cycles.
     fn validate(&mut self, raw: RawPipeline, root: &Path) -> Pipeline {
         let mut index = NameIndex::with_capacity_and_hasher(raw.steps.len(), Default::default());
-        let mut first_span: HashMap<String, Range<usize>> = HashMap::new();
         for (i, step) in raw.steps.iter().enumerate() {
-            let Some(name) = &step.name else { continue };
-            if let Some(first) = first_span.get(name.get_ref()) {
-                let line = Diagnostic::new("").at(self.path, self.source, first.clone());
-                let line = line.location.map_or(0, |l| l.line);
-                self.error_help(
-                    name.span(),
-                    format!("duplicate step name `{}`", name.get_ref()),
-                    format!("a step with this name is already defined on line {line}; names must be unique"),
-                );
-            } else {
-                first_span.insert(name.get_ref().clone(), name.span());
-                index.insert(name.get_ref().clone(), StepId(i as u32));
+            if let Some(name) = &step.name {
+                index
+                    .entry(name.get_ref().clone())
+                    .or_insert(StepId(i as u32));
             }
         }
+        self.check_unique_names(&raw.steps);
         let mut names: Vec<&str> = raw
             .steps
             .iter()
@@ -1631,7 +1623,7 @@ impl Cx<'_> {
         // Templates, by name, with their expansions in file order.
         let mut templates: Vec<(String, Vec<StepId>)> = Vec::new();
         for (i, step) in raw.steps.iter().enumerate() {
-            if let Some((template, _)) = &step.expanded_from {
+            if let Some(expand::Expanded { template, .. }) = &step.expanded_from {
                 match templates.iter_mut().find(|(t, _)| t == template) {
                     Some((_, ids)) => ids.push(StepId(i as u32)),
                     None => templates.push((template.clone(), vec![StepId(i as u32)])),
@@ -1746,11 +1738,11 @@ impl Cx<'_> {
             .into_iter()
             .zip(edges)
             .map(|(s, deps)| Step {
-                template: s.expanded_from.as_ref().map(|(t, _)| t.clone()),
+                template: s.expanded_from.as_ref().map(|e| e.template.clone()),
                 values: s
                     .expanded_from
                     .as_ref()
-                    .map(|(_, v)| v.clone())
+                    .map(|e| e.values.clone())
                     .unwrap_or_default(),
                 output_paths: s
                     .outputs
@@ -1789,6 +1781,103 @@ impl Cx<'_> {
             slurm_poll: raw.slurm_poll.unwrap_or(DEFAULT_SLURM_POLL),
             steps,
             index,
+        }
+    }
+
+    /// Reports names given twice. Steps, expansions and templates share one
+    /// namespace: `after = ["call"]` and `stepwise run call` must mean one
+    /// thing, so a template's name (`call` for `call-{sample}`) can be no
+    /// step's name, nor another template's. One message per `[[step]]`
+    /// entry, at its `name`, naming the line of the first definition.
+    fn check_unique_names(&mut self, steps: &[RawStep]) {
+        /// What holds a name.
+        #[derive(Clone, Copy)]
+        enum Holder<'s> {
+            Step,
+            Template(&'s str),
+            Expansion(&'s str),
+        }
+        impl Holder<'_> {
+            /// How the message about a second holder ends.
+            fn told(self, name: &str) -> String {
+                match self {
+                    Holder::Step => String::new(),
+                    Holder::Template(written) if written == name => String::new(),
+                    Holder::Template(written) => {
+                        format!(": the template `{written}` is called `{name}`")
+                    }
+                    Holder::Expansion(written) => {
+                        format!(": an expansion of `{written}` is named `{name}`")
+                    }
+                }
+            }
+            /// The first holder, for the help.
+            fn first(self, name: &str, line: usize) -> String {
+                match self {
+                    Holder::Step => {
+                        format!("a step with this name is already defined on line {line}")
+                    }
+                    Holder::Template(written) if written == name => {
+                        format!("the template `{name}` on line {line} has this name already")
+                    }
+                    Holder::Template(written) => {
+                        format!(
+                            "the template `{written}` on line {line} is called `{name}` already"
+                        )
+                    }
+                    Holder::Expansion(written) => {
+                        format!(
+                            "an expansion of `{written}` on line {line} is named `{name}` already"
+                        )
+                    }
+                }
+            }
+        }
+        let mut first: HashMap<&str, (Holder<'_>, Range<usize>)> = HashMap::new();
+        // The entries whose template name is in `first` already.
+        let mut entries_seen: std::collections::HashSet<usize> = Default::default();
+        let mut reported: std::collections::HashSet<usize> = Default::default();
+        for step in steps {
+            let Some(name) = &step.name else { continue };
+            let mut holders = Vec::with_capacity(2);
+            if let Some(e) = &step.expanded_from
+                && entries_seen.insert(step.entry)
+            {
+                holders.push((e.template.as_str(), Holder::Template(&e.written)));
+            }
+            holders.push((
+                name.get_ref().as_str(),
+                match &step.expanded_from {
+                    Some(e) => Holder::Expansion(&e.written),
+                    None => Holder::Step,
+                },
+            ));
+            for (held, holder) in holders {
+                match first.get(held) {
+                    None => {
+                        first.insert(held, (holder, name.span()));
+                    }
+                    Some((earlier, span)) => {
+                        if !reported.insert(step.entry) {
+                            continue;
+                        }
+                        let at = Diagnostic::new("").at(self.path, self.source, span.clone());
+                        let line = at.location.map_or(0, |l| l.line);
+                        let template = matches!(earlier, Holder::Template(_))
+                            || matches!(holder, Holder::Template(_));
+                        let why = if !template {
+                            ""
+                        } else {
+                            " (a template's name is how `after` and `stepwise run` name all of its expansions)"
+                        };
+                        self.error_help(
+                            name.span(),
+                            format!("duplicate step name `{held}`{}", holder.told(held)),
+                            format!("{}; names must be unique{why}", earlier.first(held, line)),
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -1955,7 +2044,7 @@ fn resolve_after(
             let values = steps[id.index()]
                 .expanded_from
                 .as_ref()
-                .map(|(_, v)| v.as_slice())
+                .map(|e| e.values.as_slice())
                 .unwrap_or(&[]);
             pairs
                 .iter()

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::journal::Outcome;
 use crate::pipeline::SlurmResources;
-use crate::state_dir::{StateDir, file_name_safe};
+use crate::state_dir::{StateDir, step_file_name};
 
 /// What the status file says when the job could not enter the step's dir.
 const NO_DIR: &str = "no-dir";
@@ -44,10 +44,13 @@ impl AttemptFiles {
     /// Where they go; `state` should be absolute, since the paths are read
     /// on other machines.
     pub fn new(state: &StateDir, step: &str, attempt: u32) -> AttemptFiles {
-        let base = format!("{}.{attempt}", file_name_safe(step));
         AttemptFiles {
-            script: state.slurm().join(format!("{base}.sh")),
-            status: state.slurm().join(format!("{base}.status")),
+            script: state
+                .slurm()
+                .join(step_file_name(step, &format!(".{attempt}.sh"))),
+            status: state
+                .slurm()
+                .join(step_file_name(step, &format!(".{attempt}.status"))),
         }
     }
 }
@@ -588,6 +591,14 @@ mod tests {
             files.status,
             Path::new("/p/.stepwise/slurm/thumb[path=a%2Fb.jpg].3.status")
         );
+        // A name too long for a file name: shortened, each file on its own.
+        let long = format!("thumb[path=raw/{}.jpg]", "写真".repeat(15));
+        let files = AttemptFiles::new(&StateDir::new("/p/.stepwise"), &long, 3);
+        for path in [&files.script, &files.status] {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(name.len() <= 255 && name.contains('~'), "{name}");
+        }
+        assert!(files.status.to_str().unwrap().ends_with(".3.status"));
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(job_name(Path::new("/home/u/proj"), "s"), "stepwise:proj:s");
     }

@@ -131,14 +131,14 @@ impl StateDir {
         self.dir.join("values")
     }
 
-    /// The log file of one attempt.
+    /// The log file of one attempt: `<step>.<attempt>.log`.
     ///
     /// Expanded step names can hold any character (`thumb[path=raw/a.jpg]`):
     /// every byte outside a safe set is percent-encoded, so a name can never
-    /// make a path leave the logs folder or name a subfolder.
+    /// make a path leave the logs folder or name a subfolder. A name too
+    /// long for a file name is shortened (see [`step_file_name`]).
     pub fn log(&self, step: &str, attempt: u32) -> PathBuf {
-        self.logs()
-            .join(format!("{}.{attempt}.log", file_name_safe(step)))
+        self.logs().join(log_file_name(step, attempt))
     }
 
     /// Reads the journal without taking the lock: safe while a run is in
@@ -371,10 +371,10 @@ impl Writer {
         let mut keep = std::collections::HashSet::new();
         for (name, h) in self.history.steps() {
             for a in [&h.last, &h.current, &h.success].into_iter().flatten() {
-                keep.insert(format!("{}.{}.log", file_name_safe(name), a.number));
+                keep.insert(log_file_name(name, a.number));
             }
             if let Some((a, _)) = &h.latest_real {
-                keep.insert(format!("{}.{}.log", file_name_safe(name), a.number));
+                keep.insert(log_file_name(name, a.number));
             }
         }
         let Ok(entries) = std::fs::read_dir(self.dir.logs()) else {
@@ -444,6 +444,42 @@ impl Writer {
         self.history.apply(record);
         Ok(())
     }
+}
+
+/// The longest file name Linux filesystems take (`NAME_MAX`), in bytes.
+const NAME_MAX: usize = 255;
+
+/// The name of the log file of one attempt of `step` (see [`StateDir::log`]).
+pub fn log_file_name(step: &str, attempt: u32) -> String {
+    step_file_name(step, &format!(".{attempt}.log"))
+}
+
+/// The name of a file of `step` in the state dir: [`file_name_safe`]`(step)`
+/// followed by `suffix` (`.3.log`), as long as that fits in a file name
+/// (255 bytes), which every name but a long expansion's does: such names
+/// are exactly what they always were.
+///
+/// An expansion's name can be far longer (`for_each` over a file whose
+/// name is 30 CJK characters is 270 bytes once encoded). Its file is then
+/// named by the start of the encoding, `~`, and 16 hex digits of the BLAKE3
+/// hash of the whole step name: as stable as the name, unique to it, and
+/// never the name of another step's file, since `~` is written `%7E` in an
+/// encoded name.
+pub fn step_file_name(step: &str, suffix: &str) -> String {
+    let safe = file_name_safe(step);
+    if safe.len() + suffix.len() <= NAME_MAX {
+        return safe + suffix;
+    }
+    let hash = blake3::hash(step.as_bytes()).to_hex();
+    let hash = &hash.as_str()[..16];
+    let mut cut = NAME_MAX.saturating_sub(1 + hash.len() + suffix.len());
+    // Not in the middle of a `%XX`.
+    if let Some(percent) = safe.as_bytes()[..cut].iter().rposition(|&b| b == b'%')
+        && percent + 3 > cut
+    {
+        cut = percent;
+    }
+    format!("{}~{hash}{suffix}", &safe[..cut])
 }
 
 /// `step` with every byte outside `[A-Za-z0-9_.=,+@[]-]` written `%XX`.
@@ -520,5 +556,44 @@ mod tests {
         // Not UTF-8: its own, not the default file's.
         let odd = Path::new(OsStr::from_bytes(b"p\xffx.toml"));
         assert_eq!(state_dir_name(odd), ".stepwise-p\u{fffd}x");
+    }
+
+    #[test]
+    fn a_file_name_that_fits_is_the_encoded_step_name() {
+        assert_eq!(log_file_name("clean", 1), "clean.1.log");
+        assert_eq!(
+            log_file_name("thumb[path=raw/a b.jpg]", 12),
+            "thumb[path=raw%2Fa%20b.jpg].12.log"
+        );
+        // Up to the very last byte a file name may have.
+        let longest = "x".repeat(NAME_MAX - ".1.log".len());
+        assert_eq!(log_file_name(&longest, 1), format!("{longest}.1.log"));
+    }
+
+    #[test]
+    fn a_name_too_long_for_a_file_is_shortened_stably_and_uniquely() {
+        let stem = "写真".repeat(15);
+        let step = format!("thumb[path=raw/{stem}.jpg]");
+        let name = log_file_name(&step, 3);
+        assert!(name.len() <= NAME_MAX, "{} bytes: {name}", name.len());
+        assert!(name.starts_with("thumb[path=raw%2F%E5%86%99"), "{name}");
+        assert!(name.ends_with(".3.log"), "{name}");
+        assert_eq!(name, log_file_name(&step, 3), "the same every time");
+        // No `%XX` cut in half before the `~`.
+        let head = name.split('~').next().unwrap();
+        let last = head.rfind('%').unwrap();
+        assert_eq!(head.len() - last, 3, "{name}");
+
+        // Two names alike for far longer than a file name differ.
+        let other = format!("thumb[path=raw/{stem}.png]");
+        assert_ne!(log_file_name(&other, 3), name);
+        // One byte past the limit is shortened, and with the other suffixes.
+        let over = "x".repeat(NAME_MAX - ".1.log".len() + 1);
+        let short = log_file_name(&over, 1);
+        assert!(short.len() <= NAME_MAX && short.contains('~'), "{short}");
+        assert_ne!(short, log_file_name(&"x".repeat(NAME_MAX), 1));
+        for suffix in [".4294967295.status", ".1.sh"] {
+            assert!(step_file_name(&step, suffix).len() <= NAME_MAX);
+        }
     }
 }

@@ -301,3 +301,222 @@ fn an_expansion_named_after_a_path_has_its_own_log() {
         .success()
         .stdout_has("content of a");
 }
+
+/// Two per-sample chains written as `{sample}-fetch` and `{sample}-parse`:
+/// each template is known by the rest of its name.
+const NAMED_AFTER_THE_VALUE: &str = r#"
+[[step]]
+name = "{s}-fetch"
+matrix = { s = ["a", "b"] }
+after = []
+run = "echo {s}-fetch >> ran"
+
+[[step]]
+name = "{s}-parse"
+matrix = { s = ["a", "b"] }
+after = []
+run = "echo {s}-parse >> ran"
+"#;
+
+#[test]
+fn a_name_that_starts_with_a_placeholder_names_its_template_by_the_rest() {
+    let space = Space::with(NAMED_AFTER_THE_VALUE);
+    let plan = space.run(&["plan"]);
+    plan.success();
+    let rows: Vec<&str> = plan.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "one row per template:\n{}", plan.stdout);
+    assert!(
+        rows[0].contains("fetch") && rows[0].contains("2 steps"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        rows[1].contains("parse") && rows[1].contains("2 steps"),
+        "{}",
+        plan.stdout
+    );
+
+    space
+        .run(&["status"])
+        .success()
+        .stdout_has("fetch (2 steps)")
+        .stdout_has("parse (2 steps)");
+    let dot = space.run(&["graph"]);
+    dot.success()
+        .stdout_has("subgraph \"cluster_fetch\"")
+        .stdout_has("label=\"fetch (2)\"")
+        .stdout_has("subgraph \"cluster_parse\"");
+    assert!(!dot.stdout.contains("\"cluster_\""), "{}", dot.stdout);
+
+    // `stepwise run fetch` runs every expansion of `{s}-fetch`, and only those.
+    space.run(&["run", "fetch"]).success();
+    let mut ran = space.ran();
+    ran.sort();
+    assert_eq!(ran, ["a-fetch", "b-fetch"]);
+}
+
+#[test]
+fn after_names_a_template_whose_name_starts_with_a_placeholder() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "{s}-fetch"
+matrix = { s = ["a", "b"] }
+run = "echo {s}-fetch >> ran"
+
+[[step]]
+name = "report"
+after = ["fetch"]
+run = "echo report >> ran"
+"#,
+    );
+    space.run(&["run", "-j1"]).success();
+    let ran = space.ran();
+    assert_eq!(ran.last().map(String::as_str), Some("report"), "{ran:?}");
+    assert_eq!(ran.len(), 3, "{ran:?}");
+}
+
+#[test]
+fn templates_that_differ_after_their_placeholder_are_different_templates() {
+    let space = Space::with(
+        r#"
+[[step]]
+name = "qc-{s}-raw"
+matrix = { s = ["a", "b"] }
+after = []
+run = "echo qc-{s}-raw >> ran"
+
+[[step]]
+name = "qc-{s}-trimmed"
+matrix = { s = ["a"] }
+after = []
+run = "echo qc-{s}-trimmed >> ran"
+
+[[step]]
+name = "{s}"
+matrix = { s = ["solo"] }
+after = ["qc-trimmed"]
+run = "echo {s} >> ran"
+"#,
+    );
+    space
+        .run(&["status"])
+        .success()
+        .stdout_has("qc-raw (2 steps)")
+        .stdout_has("qc-trimmed (1 steps)");
+    // A name that is nothing but placeholders: the template is its name as written.
+    space.run(&["run", "{s}"]).success();
+    assert_eq!(space.ran(), ["qc-a-trimmed", "solo"]);
+}
+
+const SCORE_BY_COLUMN: &str = r#"
+[[step]]
+name = "score"
+matrix_from = { file = "table.csv", column = "sample" }
+run = "echo 'score-{sample}' >> ran"
+"#;
+
+#[test]
+fn a_csv_column_is_read_as_csv_with_quoted_fields_a_quoted_header_and_a_bom() {
+    let space = Space::with(SCORE_BY_COLUMN);
+    // As a spreadsheet saves it: a byte order mark, quotes, CRLF line ends.
+    space.write(
+        "table.csv",
+        "\u{feff}\"sample\",\"reads\"\r\ns1,10\r\n\"s,2\",20\r\n\"s 3\",\"30\"\r\n",
+    );
+    space
+        .run(&["plan", "--expand"])
+        .success()
+        .stdout_has("score[sample=s1]")
+        .stdout_has("score[sample=s,2]")
+        .stdout_has("score[sample=s 3]");
+    space.run(&["run", "-j1"]).success();
+    let mut ran = space.ran();
+    ran.sort();
+    assert_eq!(ran, ["score-s 3", "score-s,2", "score-s1"]);
+
+    // A changed file is read again, not taken from the compiled pipeline.
+    space.write(
+        "table.csv",
+        "\u{feff}\"sample\",\"reads\"\r\ns1,10\r\n\"s,2\",20\r\n\"s 3\",\"30\"\r\n\"s,4\",40\r\n",
+    );
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("Resume plan: 3 done, 1 remaining");
+    assert_eq!(space.ran_count("score-s,4"), 1);
+}
+
+#[test]
+fn a_list_file_with_a_byte_order_mark_gives_clean_values() {
+    let space = Space::with(
+        "[[step]]\nname = \"greet\"\nmatrix_from = \"names.txt\"\nrun = \"echo hello-{item} >> ran\"\n",
+    );
+    space.write("names.txt", "\u{feff}ann\r\nbob\r\n");
+    space.run(&["run", "-j1"]).success();
+    assert_eq!(space.ran(), ["hello-ann", "hello-bob"]);
+}
+
+#[test]
+fn a_csv_without_the_column_is_refused_with_its_header() {
+    let space = Space::with(SCORE_BY_COLUMN);
+    space.write("table.csv", "\u{feff}\"name\",\"reads, total\"\ns1,10\n");
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("the matrix file `table.csv` has no column `sample`")
+        .stderr_has("stepwise.toml:4:24")
+        .stderr_has("its header is: `name`, `reads, total`");
+    assert!(!space.exists(".stepwise"), "nothing written");
+}
+
+#[test]
+fn a_per_file_step_over_a_long_non_ascii_file_name_runs_and_keeps_its_log() {
+    // 30 CJK characters: 90 bytes of UTF-8, 270 once percent-encoded, more
+    // than a file name can hold.
+    let stem = "写真".repeat(15);
+    let space = Space::with(
+        "[[step]]\nname = \"thumb\"\nfor_each = \"raw/*.jpg\"\nrun = \"echo made {stem}; test -f fixed\"\n",
+    );
+    space.write(&format!("raw/{stem}.jpg"), "a picture\n");
+    let step = format!("thumb[path=raw/{stem}.jpg]");
+
+    let out = space.run(&["run"]);
+    out.code(1).stderr_has(&format!("  | made {stem}"));
+    assert!(!out.stderr.contains("too long"), "{}", out.stderr);
+    let logs = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(space.join(".stepwise/logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let first = logs();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].len() <= 255, "{first:?}");
+    assert!(
+        first[0].starts_with("thumb[path=raw%2F%E5%86%99%E7%9C%9F") && first[0].ends_with(".1.log"),
+        "{first:?}"
+    );
+    space
+        .run(&["log", &step])
+        .success()
+        .stdout_has(&format!("made {stem}"));
+
+    space.write("fixed", "");
+    space.run(&["run"]).success();
+    space
+        .run(&["status", "--expand"])
+        .success()
+        .stdout_has(".stepwise/logs/thumb[path=raw%2F%E5%86%99");
+    // `gc` drops the failed attempt's log and keeps the one it still holds.
+    space.run(&["gc"]).success();
+    let kept = logs();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].ends_with(".2.log"), "{kept:?}");
+    space
+        .run(&["log", &step])
+        .success()
+        .stdout_has(&format!("made {stem}"));
+}

@@ -41,6 +41,36 @@ env = { "A=B" = "v" }
 }
 
 #[test]
+fn duplicate_names_involving_templates() {
+    let space = Space::with(
+        r#"[[step]]
+name = "call"
+run = "true"
+
+[[step]]
+name = "call-{sample}"
+matrix = { sample = ["s1", "s2"] }
+run = "true"
+
+[[step]]
+name = "{sample}-fetch"
+matrix = { sample = ["s1"] }
+run = "true"
+
+[[step]]
+name = "fetch_{fold}"
+matrix = { fold = [1] }
+run = "true"
+
+[[step]]
+name = "s1-fetch"
+run = "true"
+"#,
+    );
+    insta::assert_snapshot!(error(&space, &["plan"], 2));
+}
+
+#[test]
 fn a_cycle() {
     let space = Space::with(
         "[[step]]\nname = \"a\"\nrun = \"true\"\nafter = [\"b\"]\n\n[[step]]\nname = \"b\"\nrun = \"true\"\nafter = [\"a\"]\n",

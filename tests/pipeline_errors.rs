@@ -438,3 +438,72 @@ fn an_unknown_command_is_a_usage_error() {
     space.run(&["launch"]).code(2).stderr_has("launch");
     assert!(space.ran().is_empty());
 }
+
+#[test]
+fn two_templates_with_the_same_name_are_refused_and_point_at_the_first() {
+    refused(
+        "[[step]]\nname = \"x\"\nmatrix = { s = [\"a\"] }\nafter = []\nrun = \"echo x-{s} >> ran\"\n\n[[step]]\nname = \"x\"\nmatrix = { t = [\"a\"] }\nafter = []\nrun = \"echo x-{t} >> ran\"\n",
+        &[
+            "duplicate step name `x`",
+            "stepwise.toml:8:8",
+            "the template `x` on line 2",
+            "names must be unique",
+        ],
+    );
+}
+
+#[test]
+fn a_step_named_like_a_template_is_refused_whichever_comes_first() {
+    // `after = ["call"]` and `stepwise run call` could not mean both.
+    let template = "[[step]]\nname = \"call-{s}\"\nmatrix = { s = [\"a\", \"b\"] }\nafter = []\nrun = \"echo call-{s} >> ran\"\n";
+    let plain = "[[step]]\nname = \"call\"\nafter = []\nrun = \"echo call >> ran\"\n";
+    refused(
+        &format!("{plain}\n{template}"),
+        &[
+            "duplicate step name `call`: the template `call-{s}` is called `call`",
+            "stepwise.toml:7:8",
+            "a step with this name is already defined on line 2",
+        ],
+    );
+    refused(
+        &format!("{template}\n{plain}"),
+        &[
+            "duplicate step name `call`",
+            "stepwise.toml:8:8",
+            "the template `call-{s}` on line 2 is called `call`",
+        ],
+    );
+}
+
+#[test]
+fn two_templates_called_alike_are_refused() {
+    refused(
+        "[[step]]\nname = \"call-{s}\"\nmatrix = { s = [\"a\"] }\nafter = []\nrun = \"echo {s} >> ran\"\n\n[[step]]\nname = \"call_{t}\"\nmatrix = { t = [\"b\"] }\nafter = []\nrun = \"echo {t} >> ran\"\n",
+        &[
+            "duplicate step name `call`: the template `call_{t}` is called `call`",
+            "stepwise.toml:8:8",
+            "the template `call-{s}` on line 2 is called `call`",
+        ],
+    );
+}
+
+#[test]
+fn an_expansion_named_like_another_step_is_refused() {
+    refused(
+        "[[step]]\nname = \"call-a\"\nafter = []\nrun = \"echo plain >> ran\"\n\n[[step]]\nname = \"call-{s}\"\nmatrix = { s = [\"a\", \"b\"] }\nafter = []\nrun = \"echo {s} >> ran\"\n",
+        &[
+            "duplicate step name `call-a`: an expansion of `call-{s}` is named `call-a`",
+            "stepwise.toml:7:8",
+            "a step with this name is already defined on line 2",
+        ],
+    );
+    // An expansion named like another template.
+    refused(
+        "[[step]]\nname = \"x-{s}\"\nmatrix = { s = [\"a\"] }\nafter = []\nrun = \"echo {s} >> ran\"\n\n[[step]]\nname = \"{t}\"\nmatrix = { t = [\"x\"] }\nafter = []\nrun = \"echo {t} >> ran\"\n",
+        &[
+            "duplicate step name `x`: an expansion of `{t}` is named `x`",
+            "stepwise.toml:8:8",
+            "the template `x-{s}` on line 2 is called `x`",
+        ],
+    );
+}

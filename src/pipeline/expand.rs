@@ -41,6 +41,17 @@ pub(super) struct MatrixFrom {
     pub var: String,
 }
 
+/// What an expanded step was made from.
+#[derive(Clone, Debug)]
+pub(super) struct Expanded {
+    /// The template's name: what `after` and the command line call it.
+    pub template: String,
+    /// The template's `name` as written (`call-{sample}`), for messages.
+    pub written: String,
+    /// The `(variable, value)` pairs of this expansion.
+    pub values: Vec<(String, String)>,
+}
+
 /// Something on disk an expansion depended on, with its digest when the
 /// pipeline was compiled: a change means expanding again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +105,46 @@ fn default_name(template: &str, values: &[(String, String)]) -> String {
     format!("{template}[{}]", inner.join(","))
 }
 
-/// The template's own name when its `name` holds placeholders: the text
-/// before the first one (`align-{sample}` is the template `align`).
+/// The template's own name when its `name` holds placeholders: the name
+/// with its placeholders taken out, and the `-`, `_` or `.` they leave
+/// doubled or at either end with them (`call-{sample}` and `{sample}-call`
+/// are the template `call`, `qc-{sample}-raw` is `qc-raw`). A name that is
+/// nothing but placeholders and separators (`{sample}`) is its own
+/// template's name, as written, so a template's name is never empty.
 fn template_name(name: &str) -> String {
-    let head = &name[..name.find('{').unwrap_or(name.len())];
-    head.trim_end_matches(['-', '_', '.', '[']).to_string()
+    const SEPARATORS: [char; 3] = ['-', '_', '.'];
+    let mut out = String::with_capacity(name.len());
+    // Whether a placeholder was just taken out.
+    let mut after_placeholder = false;
+    let mut rest = name;
+    while !rest.is_empty() {
+        let (piece, placeholder_end) = match rest.find('{') {
+            Some(open) => match rest[open..].find('}') {
+                Some(close) => (&rest[..open], Some(open + close + 1)),
+                None => (rest, None),
+            },
+            None => (rest, None),
+        };
+        let piece = if after_placeholder && (out.is_empty() || out.ends_with(SEPARATORS)) {
+            piece.trim_start_matches(SEPARATORS)
+        } else {
+            piece
+        };
+        out.push_str(piece);
+        match placeholder_end {
+            Some(end) => {
+                rest = &rest[end..];
+                after_placeholder = true;
+            }
+            None => break,
+        }
+    }
+    let out = out.trim_end_matches(SEPARATORS);
+    if out.is_empty() {
+        name.to_string()
+    } else {
+        out.to_string()
+    }
 }
 
 enum Mode {
@@ -234,40 +280,18 @@ impl Cx<'_> {
                 return None;
             }
         };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let mut lines = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let text = String::from_utf8_lossy(&bytes);
+        // A byte order mark, as some editors and spreadsheets write, is not
+        // part of the first value (or of the first column's name).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let values: Vec<String> = match &from.column {
-            None => lines.map(String::from).collect(),
-            Some(column) => {
-                let header: Vec<&str> = lines
-                    .next()
-                    .unwrap_or("")
-                    .split(',')
-                    .map(str::trim)
-                    .collect();
-                let Some(at) = header.iter().position(|h| h == column) else {
-                    self.error_help(
-                        from.file.span(),
-                        format!(
-                            "the matrix file `{}` has no column `{column}`",
-                            from.file.get_ref()
-                        ),
-                        format!("its header is: {}", header.join(", ")),
-                    );
-                    return None;
-                };
-                lines
-                    .filter_map(|l| {
-                        l.split(',')
-                            .nth(at)
-                            .map(|v| v.trim().trim_matches('"').to_string())
-                    })
-                    .filter(|v| !v.is_empty())
-                    .collect()
-            }
+            None => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect(),
+            Some(column) => self.csv_column(from, column, text)?,
         };
         if values.is_empty() {
             self.error_help(
@@ -281,6 +305,61 @@ impl Cx<'_> {
             return None;
         }
         Some((values, path, bytes))
+    }
+
+    /// The values of one column of a CSV file (RFC 4180: quoted fields may
+    /// hold commas, quotes and line breaks), found by its header; empty
+    /// values are left out, and so are blank lines and lines starting with
+    /// `#`.
+    fn csv_column(&mut self, from: &MatrixFrom, column: &str, text: &str) -> Option<Vec<String>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .comment(Some(b'#'))
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let bad = |cx: &mut Cx<'_>, e: csv::Error| {
+            let line = e
+                .position()
+                .map_or(String::new(), |p| format!(", line {}", p.line()));
+            cx.error_help(
+                from.file.span(),
+                format!("cannot read the matrix file `{}` as CSV{line}: {e}", from.file.get_ref()),
+                "`column` takes the values of one column of a CSV file whose first line names the columns",
+            );
+        };
+        let header = match reader.headers() {
+            Ok(header) => header.clone(),
+            Err(e) => {
+                bad(self, e);
+                return None;
+            }
+        };
+        let Some(at) = header.iter().position(|h| h == column) else {
+            let names: Vec<String> = header.iter().map(|h| format!("`{h}`")).collect();
+            self.error_help(
+                from.file.span(),
+                format!(
+                    "the matrix file `{}` has no column `{column}`",
+                    from.file.get_ref()
+                ),
+                format!("its header is: {}", names.join(", ")),
+            );
+            return None;
+        };
+        let mut values = Vec::new();
+        for record in reader.records() {
+            match record {
+                Ok(record) => {
+                    values.extend(record.get(at).filter(|v| !v.is_empty()).map(String::from))
+                }
+                Err(e) => {
+                    bad(self, e);
+                    return None;
+                }
+            }
+        }
+        Some(values)
     }
 }
 
@@ -521,7 +600,11 @@ pub(super) fn expand(
                     }
                 }
             }
-            s.expanded_from = Some((template.clone(), values));
+            s.expanded_from = Some(Expanded {
+                template: template.clone(),
+                written: name.get_ref().clone(),
+                values,
+            });
             steps.push(s);
         }
     }
@@ -548,7 +631,7 @@ pub(super) fn expand(
             .as_ref()
             .map(|n| n.get_ref().clone())
             .unwrap_or_default();
-        if let Some((template, _)) = &s.expanded_from {
+        if let Some(Expanded { template, .. }) = &s.expanded_from {
             by_template
                 .entry(template.clone())
                 .or_default()
@@ -672,6 +755,16 @@ mod tests {
         ];
         assert_eq!(default_name("align", &values), "align[fold=2,sample=s1]");
         assert_eq!(template_name("align-{sample}"), "align");
+        assert_eq!(template_name("align-{sample}-{fold}"), "align");
+        assert_eq!(template_name("{s}-fetch"), "fetch");
+        assert_eq!(template_name("{s}_{t}.fetch"), "fetch");
+        assert_eq!(template_name("qc-{s}-raw"), "qc-raw");
+        assert_eq!(template_name("qc_{s}.raw"), "qc_raw");
+        assert_eq!(template_name("call-{s}"), template_name("call_{t}"));
+        assert_eq!(template_name("a{s}b"), "ab");
+        // Nothing but placeholders: the name as written, never empty.
+        assert_eq!(template_name("{s}"), "{s}");
+        assert_eq!(template_name("{a}.{b}"), "{a}.{b}");
         assert_eq!(shell_word("a b"), "'a b'");
         assert_eq!(shell_word("x/y.bam"), "x/y.bam");
     }
