@@ -620,6 +620,12 @@ fn describe_compaction(c: &crate::state_dir::Compaction) -> String {
     if c.logs_removed > 0 {
         text += &format!("; {} old log file(s) removed", c.logs_removed);
     }
+    if c.values_removed > 0 {
+        text += &format!(
+            "; {} step value file(s) no attempt returns removed",
+            c.values_removed
+        );
+    }
     text
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::compact;
 use crate::error::{Error, IoContext, Result};
 use crate::history::History;
-use crate::journal::{self, JsonlStore, Store};
+use crate::journal::{self, JsonlStore, StepValue, Store};
 use crate::lock::{Holder, StateLock};
 use crate::pipeline::{Pipeline, SyncMode};
 use crate::process;
@@ -262,6 +262,8 @@ pub struct Compaction {
     pub bytes_after: u64,
     /// Log files of attempts no longer in the journal, removed.
     pub logs_removed: usize,
+    /// Value files (`values/`) no attempt in the journal returns, removed.
+    pub values_removed: usize,
     /// Processes left running by dead runs, killed first.
     pub leftovers_killed: Vec<u32>,
 }
@@ -355,12 +357,14 @@ impl Writer {
         self.zero_lines = report.zero_lines;
         self.snapshot_current = false;
         let logs_removed = self.remove_unreferenced_logs();
+        let values_removed = self.remove_unreferenced_values();
         Ok(Compaction {
             records_before,
             records_after: report.records,
             bytes_before,
             bytes_after: std::fs::metadata(&path).map_or(0, |m| m.len()),
             logs_removed,
+            values_removed,
             leftovers_killed,
         })
     }
@@ -393,6 +397,44 @@ impl Writer {
         }
         removed
     }
+    /// Deletes, inside the values folder only, the value files (of a Rust
+    /// program's steps, see [`crate::Run`]) that no attempt the journal
+    /// still holds returns: those of attempts compacted away, and any a
+    /// program wrote before dying ahead of its `finish` record. We hold the
+    /// lock, so no run is writing one right now.
+    fn remove_unreferenced_values(&self) -> usize {
+        let mut keep = std::collections::HashSet::new();
+        for (_, h) in self.history.steps() {
+            let latest = h.latest_real.as_ref().map(|(a, _)| a);
+            for a in [&h.last, &h.current, &h.success]
+                .into_iter()
+                .flatten()
+                .chain(latest)
+            {
+                if let Some(StepValue::File(digest)) =
+                    a.finished.as_ref().and_then(|f| f.value.as_ref())
+                {
+                    keep.insert(format!("{digest}.json"));
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.values()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".json")
+                && !keep.contains(name)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Closes the journal (see [`JsonlStore::close`]) and then, unless it
     /// is current already, writes the history snapshot: the next opening
     /// reads only what is appended after this.

@@ -752,3 +752,43 @@ fn the_command_line_reads_inspects_and_forgets_a_programs_state_dir() {
     assert_eq!(code, 2);
     assert!(stderr.contains("no state dir at ."), "{stderr}");
 }
+
+#[test]
+fn gc_removes_value_files_no_attempt_returns_and_keeps_the_current_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".stepwise");
+    let values = |state: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(state.join("values"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let old: Vec<u64> = (0..20_000).collect();
+    let new: Vec<u64> = (1..20_001).collect();
+    let mut run = Run::open(&state).unwrap();
+    run.step("big", || Ok::<_, String>(old.clone())).unwrap();
+    run.finish().unwrap();
+    let mut run = Run::open(&state).unwrap();
+    run.forget("big").unwrap();
+    run.step("big", || Ok::<_, String>(new.clone())).unwrap();
+    run.finish().unwrap();
+    assert_eq!(values(&state).len(), 2, "the old value and the new");
+    // What a program that died between writing a value and recording it
+    // leaves behind.
+    let orphan = state.join("values/0123456789abcdef0123456789abcdef.json");
+    std::fs::write(&orphan, "[1]").unwrap();
+
+    let (code, _, stderr) = stepwise(dir.path(), &["gc", "--state-dir", ".stepwise"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("2 step value file(s) no attempt returns removed"),
+        "{stderr}"
+    );
+    assert_eq!(values(&state).len(), 1);
+    let mut run = Run::open(&state).unwrap();
+    let back: Vec<u64> = run.step("big", || Err("must not run")).unwrap();
+    assert_eq!(back, new, "the current value is kept and still read back");
+    run.finish().unwrap();
+}
