@@ -554,7 +554,7 @@ impl Run {
             exit_code: Some(exit_code),
             counts,
         })?;
-        writer.store.close()?;
+        writer.close_saving_snapshot()?;
         Ok(summary)
     }
 

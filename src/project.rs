@@ -282,7 +282,7 @@ impl Project {
     pub fn gc(&self) -> Result<Compaction> {
         let mut writer = self.writer("gc")?;
         let compaction = writer.compact()?;
-        writer.store.close()?;
+        writer.close_saving_snapshot()?;
         Ok(compaction)
     }
 
@@ -325,7 +325,7 @@ impl Project {
             at: now(),
             steps: if all { None } else { Some(names) },
         })?;
-        writer.store.close()?;
+        writer.close_saving_snapshot()?;
         Ok(ids)
     }
 
@@ -388,7 +388,7 @@ impl Project {
             stamps,
         })?;
         let _ = survey.hasher.save(&self.state.stat_cache());
-        writer.store.close()?;
+        writer.close_saving_snapshot()?;
         Ok((unknown, by_name))
     }
 

@@ -60,9 +60,10 @@ fn after_gc_the_old_snapshot_is_never_used() {
     let snapshot = space.join(".stepwise/history-snapshot");
     let old = std::fs::read(&snapshot).unwrap();
     space.run(&["gc"]).success();
-    assert!(
-        !snapshot.exists(),
-        "gc removes it with the journal it describes"
+    assert_ne!(
+        std::fs::read(&snapshot).unwrap(),
+        old,
+        "gc replaces it with one of the journal it wrote"
     );
     // Even put back, it describes another file.
     std::fs::write(&snapshot, &old).unwrap();
@@ -70,4 +71,27 @@ fn after_gc_the_old_snapshot_is_never_used() {
     std::fs::remove_file(&snapshot).unwrap();
     assert_eq!(plans(&space), with_old);
     space.run(&["run"]).success().stderr_has("nothing to do");
+}
+
+#[test]
+fn every_command_that_writes_the_journal_leaves_a_snapshot_the_next_one_uses() {
+    let space = Space::with(PIPELINE);
+    space.write("go", "");
+    space.run(&["run"]).success();
+    let snapshot = space.join(".stepwise/history-snapshot");
+    for args in [
+        &["forget", "a"][..],
+        &["run"],
+        &["gc"],
+        &["checkpoint", "import", "cp.json"],
+    ] {
+        space.write("cp.json", r#"[["a", true]]"#);
+        let _ = std::fs::remove_file(&snapshot);
+        space.run(args).success();
+        assert!(snapshot.exists(), "{args:?} left no snapshot");
+        // What it describes is what the journal says.
+        let with_snapshot = plans(&space);
+        std::fs::remove_file(&snapshot).unwrap();
+        assert_eq!(plans(&space), with_snapshot, "after {args:?}");
+    }
 }
