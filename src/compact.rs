@@ -4,17 +4,29 @@
 //! Kept, per step: its latest successful attempt since its last forget (what
 //! makes it done), its latest attempt (what `status` shows, and whose number
 //! the next attempt continues from) and, if it was forgotten after that, the
-//! forget. Kept for every run: its start and end, with how many attempts it
-//! finished and how many failed (the newest [`RUNS_KEPT`] runs). Everything else — older attempts, retries,
-//! superseded successes — goes. The plan made from the compacted journal is
-//! the plan made from the whole one; a test checks exactly that.
+//! forget. Kept for the newest [`RUNS_KEPT`] runs, and for any older run a
+//! kept attempt belongs to: its start and its end, the end carrying what the
+//! run did ([`RunCounts`](crate::journal::RunCounts): attempts finished and
+//! failed, steps tried and failed, its last sign of life), which `history`
+//! shows once the attempts it was counted from are gone. Everything else —
+//! older attempts, retries, superseded successes — goes. The plan made from
+//! the compacted journal is the plan made from the whole one, and `fsck`
+//! finds it clean; a test checks exactly that.
+//!
+//! The order: the kept runs' starts, then each step's records in their
+//! order, steps in the order they first appeared (a state dir without a
+//! pipeline file lists its steps in that order), then the runs' ends. Every
+//! run thus starts before its attempts, as `fsck` requires, and ends after
+//! them, so the counts its end carries are the last word. (The journal's
+//! own order, run by run, would reorder the steps whenever an earlier
+//! step's kept attempts all came from a later run than another's.)
 //!
 //! Pure: [`compacted`] turns a [`History`] into records;
 //! [`journal::rewrite`](crate::journal::rewrite) writes them atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use crate::history::{Attempt, History, StepHistory};
+use crate::history::{Attempt, History, RunInfo, StepHistory};
 use crate::journal::Record;
 
 /// How many runs' summaries compaction keeps (the newest): `history` shows
@@ -27,11 +39,19 @@ pub const AUTO_MIN_RECORDS: usize = 10_000;
 /// compacted automatically when a run opens it.
 pub const AUTO_FACTOR: usize = 4;
 
-/// The records that rebuild `history`'s current state: each step's kept
-/// attempts and forget in their original order, steps in the order they
-/// first appeared, then every run's summary.
+/// The records that rebuild `history`'s current state: the kept runs'
+/// starts, each step's kept attempts and forget in their original order,
+/// steps in the order they first appeared, then the kept runs' ends.
 pub fn compacted(history: &History) -> Vec<Record> {
+    let runs = kept_runs(history);
     let mut out = Vec::new();
+    for run in &runs {
+        out.push(Record::RunStarted {
+            run: run.id,
+            at: run.started_at,
+            pid: run.pid,
+        });
+    }
     for (name, h) in history.steps() {
         for item in kept(h) {
             match item {
@@ -43,17 +63,15 @@ pub fn compacted(history: &History) -> Vec<Record> {
             }
         }
     }
-    let runs = history.runs();
-    for run in &runs[runs.len().saturating_sub(RUNS_KEPT)..] {
-        out.push(Record::RunStarted {
-            run: run.id,
-            at: run.started_at,
-            pid: run.pid,
-        });
+    for run in &runs {
         // Compaction runs under the lock, so a run without an end is one
-        // whose runner died: it is closed here as `run` would close it, or
-        // its counts would be lost with its attempts.
-        let (at, exit_code) = run.ended.unwrap_or((run.started_at, None));
+        // whose runner died: it is closed here as `run` would close it
+        // (at its last sign of life), or its counts would be lost with its
+        // attempts.
+        let (at, exit_code) = run.ended.unwrap_or_else(|| {
+            let last = run.counts.last_at.unwrap_or(0).max(run.started_at);
+            (last, None)
+        });
         out.push(Record::RunFinished {
             run: run.id,
             at,
@@ -62,6 +80,29 @@ pub fn compacted(history: &History) -> Vec<Record> {
         });
     }
     out
+}
+
+/// The runs whose start and end compaction keeps, oldest first: the newest
+/// [`RUNS_KEPT`], and any older one a kept attempt belongs to (its start
+/// must come before the attempt's).
+fn kept_runs(history: &History) -> Vec<&RunInfo> {
+    let runs = history.runs();
+    let newest = runs.len().saturating_sub(RUNS_KEPT);
+    let mut older_needed = HashSet::new();
+    if newest > 0 {
+        for (_, h) in history.steps() {
+            for item in kept(h) {
+                if let Kept::Attempt(Attempt { run: Some(run), .. }) = item {
+                    older_needed.insert(*run);
+                }
+            }
+        }
+    }
+    runs.iter()
+        .enumerate()
+        .filter(|(i, r)| *i >= newest || older_needed.contains(&r.id))
+        .map(|(_, r)| r)
+        .collect()
 }
 
 enum Kept<'h> {
@@ -152,7 +193,7 @@ pub fn needed(history: &History) -> usize {
             _ => 1,
         })
         .sum();
-    steps + 2 * history.runs().len().min(RUNS_KEPT)
+    steps + 2 * kept_runs(history).len()
 }
 
 /// Whether a journal of `records` records holding `history` is worth
@@ -170,11 +211,21 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Event {
-        Attempt { step: usize, ok: Option<bool> },
+        Attempt {
+            step: usize,
+            ok: Option<bool>,
+        },
         Forget(usize),
         ForgetAll,
-        Import { step: usize, ok: bool },
-        Run,
+        Import {
+            step: usize,
+            ok: bool,
+        },
+        /// A run starts; the previous one ended: 0 by itself, its `end`
+        /// carrying its counts; 1 by itself, written by a stepwise that
+        /// recorded no counts; 2 killed, closed by this one; 3 killed, not
+        /// closed (only [`compacted`] on its own meets that).
+        Run(u8),
     }
 
     fn events() -> impl Strategy<Value = Vec<Event>> {
@@ -183,7 +234,7 @@ mod tests {
             1 => (0usize..4).prop_map(Event::Forget),
             1 => Just(Event::ForgetAll),
             1 => (0usize..4, any::<bool>()).prop_map(|(step, ok)| Event::Import { step, ok }),
-            1 => Just(Event::Run),
+            1 => (0u8..4).prop_map(Event::Run),
         ];
         prop::collection::vec(event, 0..40)
     }
@@ -196,26 +247,42 @@ mod tests {
         for e in events {
             at += 1;
             match *e {
-                Event::Run => {
-                    if run > 0 {
+                Event::Run(ended) => {
+                    // What the runner, or the next run, writes: the counts
+                    // of the journal so far.
+                    let counts = History::from_records(out.clone())
+                        .run(run)
+                        .map(|r| r.counts);
+                    let end = match ended {
+                        0 => Some((Some(0), counts)),
+                        1 => Some((Some(1), None)),
+                        2 => Some((None, counts)),
+                        _ => None,
+                    };
+                    if let (true, Some((exit_code, counts))) = (run > 0, end) {
                         out.push(Record::RunFinished {
                             run,
                             at,
-                            exit_code: Some(0),
-                            counts: None,
+                            exit_code,
+                            counts,
                         });
                     }
                     run += 1;
                     out.push(Record::RunStarted { run, at, pid: 1 });
                 }
                 Event::Attempt { step, ok } => {
+                    // An attempt is made by a run.
+                    if run == 0 {
+                        run = 1;
+                        out.push(Record::RunStarted { run, at, pid: 1 });
+                    }
                     attempts[step] += 1;
                     let stamp = Some(Stamp::new(
                         crate::fingerprint::text(&format!("v{}", at % 3)),
                         Default::default(),
                     ));
                     out.push(Record::AttemptStarted {
-                        run: run.max(1),
+                        run,
                         step: format!("s{step}"),
                         attempt: attempts[step],
                         at,
@@ -225,7 +292,7 @@ mod tests {
                     // survive compaction, finished or not.
                     if at % 2 == 0 {
                         out.push(Record::Submitted {
-                            run: run.max(1),
+                            run,
                             step: format!("s{step}"),
                             attempt: attempts[step],
                             at,
@@ -234,7 +301,7 @@ mod tests {
                     }
                     if let Some(ok) = ok {
                         out.push(Record::AttemptFinished {
-                            run: run.max(1),
+                            run,
                             step: format!("s{step}"),
                             attempt: attempts[step],
                             at,
@@ -278,11 +345,97 @@ mod tests {
         crate::Pipeline::parse("p.toml".as_ref(), "/".as_ref(), &src).unwrap()
     }
 
+    fn bytes(records: &[Record]) -> Vec<u8> {
+        records.iter().flat_map(Record::to_line).collect()
+    }
+
+    /// `history --json`'s view of every run, but for the names of the
+    /// failed steps (compaction drops the records of most of them).
+    fn history_view(records: Vec<Record>) -> Vec<(serde_json::Value, Vec<String>)> {
+        let runs = crate::runs::Runs::from_records(records);
+        runs.runs
+            .iter()
+            .map(|r| {
+                let mut doc = crate::views::run_json(r, None);
+                let failed = doc.as_object_mut().unwrap().remove("failed").unwrap();
+                (doc, serde_json::from_value(failed).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_older_than_those_kept_is_kept_when_a_kept_attempt_belongs_to_it() {
+        // `a` ran in run 1 only; `b` in every run, 2 + RUNS_KEPT of them.
+        let mut records = Vec::new();
+        let runs = 2 + RUNS_KEPT as u64;
+        for run in 1..=runs {
+            let at = run * 10;
+            records.push(Record::RunStarted { run, at, pid: 1 });
+            let steps: &[&str] = if run == 1 { &["a", "b"] } else { &["b"] };
+            for step in steps {
+                let attempt = if *step == "a" { 1 } else { run as u32 };
+                records.push(Record::AttemptStarted {
+                    run,
+                    step: step.to_string(),
+                    attempt,
+                    at,
+                    stamp: None,
+                });
+                records.push(Record::AttemptFinished {
+                    run,
+                    step: step.to_string(),
+                    attempt,
+                    at: at + 1,
+                    duration_ms: 1,
+                    outcome: Outcome::Success,
+                    value: None,
+                });
+            }
+            records.push(Record::RunFinished {
+                run,
+                at: at + 2,
+                exit_code: Some(0),
+                counts: None,
+            });
+        }
+        let whole = History::from_records(records);
+        let compact = compacted(&whole);
+        let x = crate::fsck::examine(&bytes(&compact));
+        assert_eq!(x.problems(), 0, "{:?}", x.inconsistencies);
+        let small = History::from_records(compact);
+        let ids: Vec<u64> = small.runs().iter().map(|r| r.id).collect();
+        let want: Vec<u64> = std::iter::once(1).chain(3..=runs).collect();
+        assert_eq!(
+            ids, want,
+            "run 1, for a's attempt, then the newest {RUNS_KEPT}"
+        );
+        assert_eq!(small.run(1), whole.run(1));
+        assert_eq!(compacted(&whole).len(), needed(&whole));
+    }
+
     proptest! {
         #[test]
         fn the_compacted_journal_plans_and_reports_like_the_whole_one(events in events()) {
-            let whole = History::from_records(records(&events));
-            let small = History::from_records(compacted(&whole));
+            let records = records(&events);
+            let whole = History::from_records(records.clone());
+            let compact = compacted(&whole);
+            let small = History::from_records(compact.clone());
+            // A journal fsck finds clean compacts to one it finds clean.
+            let before = crate::fsck::examine(&bytes(&records));
+            prop_assert_eq!(before.problems(), 0, "{:?}", before.inconsistencies);
+            let after = crate::fsck::examine(&bytes(&compact));
+            prop_assert_eq!(after.problems(), 0, "{:?}", after.inconsistencies);
+            // `history` shows every run as it did: counts, durations,
+            // results; it names only failed steps whose records it kept.
+            let shown = history_view(records);
+            let kept = history_view(compact);
+            prop_assert_eq!(shown.len(), kept.len());
+            for ((doc, failed), (kept_doc, kept_failed)) in shown.iter().zip(&kept) {
+                prop_assert_eq!(doc, kept_doc);
+                prop_assert!(kept_failed.iter().all(|f| failed.contains(f)), "{:?} {:?}", failed, kept_failed);
+            }
+            // Steps are listed in the order they first appeared.
+            prop_assert_eq!(small.step_names(), whole.step_names());
             let p = pipeline();
             let scope = p.scope(&[]);
             let a = plan(&p, &whole, &scope, None, None);

@@ -117,7 +117,8 @@ pub struct RunInfo {
     /// When it ended and its exit code (`None`: its runner died). `None`
     /// while running, or if the runner died and no run closed it since.
     pub ended: Option<(Millis, Option<i32>)>,
-    /// Attempts it finished, and how many failed.
+    /// What it did (see [`RunCounts`]): counted from its records, or as
+    /// its `end` record gives it.
     pub counts: RunCounts,
 }
 
@@ -130,6 +131,9 @@ pub struct History {
     names: Vec<String>,
     index: HashMap<String, u32, foldhash::fast::RandomState>,
     runs: Vec<RunInfo>,
+    /// Run id -> its position in `runs` (the latest run of that id): a
+    /// compacted journal has its runs' starts before the attempts.
+    run_index: HashMap<u64, usize, foldhash::fast::RandomState>,
     /// Records applied so far.
     seq: u64,
 }
@@ -149,24 +153,27 @@ impl History {
         self.seq += 1;
         let seq = self.seq;
         match record {
-            Record::RunStarted { run, at, pid } => self.runs.push(RunInfo {
-                id: run,
-                started_at: at,
-                pid,
-                ended: None,
-                counts: RunCounts::default(),
-            }),
+            Record::RunStarted { run, at, pid } => {
+                self.run_index.insert(run, self.runs.len());
+                self.runs.push(RunInfo {
+                    id: run,
+                    started_at: at,
+                    pid,
+                    ended: None,
+                    counts: RunCounts::default(),
+                });
+            }
             Record::RunFinished {
                 run,
                 at,
                 exit_code,
                 counts,
             } => {
-                if let Some(info) = self.runs.iter_mut().rev().find(|r| r.id == run) {
+                if let Some(info) = self.run_mut(run) {
                     info.ended = Some((at, exit_code));
                     // Recorded counts survive compaction; counted ones do not.
                     if let Some(counts) = counts {
-                        info.counts = counts;
+                        info.counts.take_recorded(counts);
                     }
                 }
             }
@@ -178,6 +185,13 @@ impl History {
                 stamp,
             } => {
                 let h = self.entry(step);
+                // How the step's previous attempt in this run went, if it
+                // made one: its latest attempt is of this run.
+                let before = h
+                    .latest_real
+                    .as_ref()
+                    .filter(|(a, _)| a.run == Some(run))
+                    .map(|(a, _)| a.ok());
                 h.attempts_started = h.attempts_started.max(attempt);
                 let a = Attempt {
                     seq,
@@ -192,6 +206,9 @@ impl History {
                 h.last = Some(a.clone());
                 h.current = Some(a);
                 h.attempts_since_forget += 1;
+                if let Some(info) = self.run_mut(run) {
+                    info.counts.attempt_started(before, at);
+                }
             }
             Record::AttemptFinished {
                 run,
@@ -202,11 +219,13 @@ impl History {
                 outcome,
                 value,
             } => {
-                if let Some(info) = self.runs.iter_mut().rev().find(|r| r.id == run) {
-                    info.counts.ran += 1;
-                    info.counts.failed += u32::from(!outcome.ok());
-                }
+                let ok = outcome.ok();
                 let h = self.entry(step);
+                // The step's latest attempt in this run, unfinished so far:
+                // how it ends is how the step did in the run.
+                let decides = h.latest_real.as_ref().is_some_and(|(a, _)| {
+                    a.run == Some(run) && a.number == attempt && a.finished.is_none()
+                });
                 let finished = Finished {
                     at,
                     duration_ms,
@@ -238,14 +257,20 @@ impl History {
                         h.success = Some(a.clone());
                     }
                 }
+                if let Some(info) = self.run_mut(run) {
+                    info.counts.attempt_finished(ok, decides, at);
+                }
             }
             Record::Submitted {
                 run,
                 step,
                 attempt,
                 job,
-                ..
+                at,
             } => {
+                if let Some(info) = self.run_mut(run) {
+                    info.counts.seen(at);
+                }
                 let h = self.entry(step);
                 let this = |a: &Attempt| a.run == Some(run) && a.number == attempt;
                 for a in [&mut h.last, &mut h.current].into_iter().flatten() {
@@ -355,7 +380,11 @@ impl History {
 
     /// The run with this id.
     pub fn run(&self, id: u64) -> Option<&RunInfo> {
-        self.runs.iter().rev().find(|r| r.id == id)
+        self.run_index.get(&id).map(|&i| &self.runs[i])
+    }
+
+    fn run_mut(&mut self, id: u64) -> Option<&mut RunInfo> {
+        self.run_index.get(&id).map(|&i| &mut self.runs[i])
     }
 
     /// Every step name the journal mentions, in the order it first does:
@@ -467,6 +496,19 @@ impl History {
             }
             e.u64(u64::from(r.counts.ran));
             e.u64(u64::from(r.counts.failed));
+            for n in [r.counts.steps, r.counts.steps_failed] {
+                match n {
+                    None => e.u64(0),
+                    Some(n) => e.u64(1 + u64::from(n)),
+                }
+            }
+            match r.counts.last_at {
+                None => e.u64(0),
+                Some(at) => {
+                    e.u64(1);
+                    e.u64(at);
+                }
+            }
         }
         e.u64(self.steps.len() as u64);
         for (name, h) in self.names.iter().zip(&self.steps) {
@@ -515,10 +557,28 @@ impl History {
                 2 => Some((d.u64()?, Some(d.i32()?))),
                 _ => return None,
             };
-            let counts = RunCounts {
-                ran: d.u32()?,
-                failed: d.u32()?,
+            let ran = d.u32()?;
+            let failed = d.u32()?;
+            let mut count = || -> Option<Option<u32>> {
+                match d.u64()? {
+                    0 => Some(None),
+                    n => Some(Some(u32::try_from(n - 1).ok()?)),
+                }
             };
+            let (steps, steps_failed) = (count()?, count()?);
+            let last_at = match d.u64()? {
+                0 => None,
+                1 => Some(d.u64()?),
+                _ => return None,
+            };
+            let counts = RunCounts {
+                ran,
+                failed,
+                steps,
+                steps_failed,
+                last_at,
+            };
+            h.run_index.insert(id, h.runs.len());
             h.runs.push(RunInfo {
                 id,
                 started_at,
@@ -769,6 +829,7 @@ impl History {
         };
         self.seq == other.seq
             && self.runs == other.runs
+            && self.run_index == other.run_index
             && self.names == other.names
             && self.steps.len() == other.steps.len()
             && self.steps.iter().zip(&other.steps).all(|(a, b)| {

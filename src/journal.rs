@@ -310,19 +310,86 @@ pub enum Record {
         at: Millis,
         /// Its exit code; `None` when its runner died.
         exit_code: Option<i32>,
-        /// How many attempts the run finished, and how many of them failed.
-        /// Kept so a compacted journal still knows what each run did.
+        /// What the run did: attempts finished and failed, steps tried and
+        /// failed, its last sign of life. Kept so a compacted journal still
+        /// knows what each run did.
         counts: Option<RunCounts>,
     },
 }
 
-/// What one run did, in numbers.
+/// What one run did, in numbers: what `history` shows of it. Counted from
+/// its records as they are read; an `end` record carries them, so they
+/// survive compaction dropping the records they were counted from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunCounts {
     /// Attempts that finished in the run.
     pub ran: u32,
     /// Of those, the ones that failed.
     pub failed: u32,
+    /// Steps it made attempts of. `None` (as the two below) in an `end`
+    /// record of a stepwise that did not record it, and for a run that
+    /// made no attempt.
+    pub steps: Option<u32>,
+    /// Of those, the ones whose last attempt in the run did not succeed
+    /// (an attempt that never finished did not).
+    pub steps_failed: Option<u32>,
+    /// When its last attempt record was written (a start, a submission or
+    /// a finish): how long a run whose runner died lasted.
+    pub last_at: Option<Millis>,
+}
+
+impl RunCounts {
+    /// One of its attempts started at `at`. `before`: whether the step's
+    /// previous attempt in this run succeeded (`None`: this is the step's
+    /// first attempt in the run; `Some(false)` also when that one never
+    /// finished).
+    pub fn attempt_started(&mut self, before: Option<bool>, at: Millis) {
+        let add = |n: &mut Option<u32>| *n = Some(n.unwrap_or(0).saturating_add(1));
+        match before {
+            None => {
+                add(&mut self.steps);
+                add(&mut self.steps_failed);
+            }
+            // A step that succeeded and starts again has not succeeded (yet).
+            Some(true) => add(&mut self.steps_failed),
+            Some(false) => {}
+        }
+        self.seen(at);
+    }
+
+    /// One of its attempts finished at `at`. `decides`: the attempt is its
+    /// step's latest in this run and had not finished before, so how it
+    /// ended is how the step did in the run.
+    pub fn attempt_finished(&mut self, ok: bool, decides: bool, at: Millis) {
+        self.ran += 1;
+        self.failed += u32::from(!ok);
+        if ok && decides {
+            self.steps_failed = self.steps_failed.map(|n| n.saturating_sub(1));
+        }
+        self.seen(at);
+    }
+
+    /// A record of it was written at `at`.
+    pub fn seen(&mut self, at: Millis) {
+        self.last_at = Some(self.last_at.map_or(at, |last| last.max(at)));
+    }
+
+    /// Takes what its `end` record says over what was counted: the record
+    /// was written from the whole journal, the count may be of a compacted
+    /// one. Fields the record does not carry stay as counted.
+    pub fn take_recorded(&mut self, recorded: RunCounts) {
+        self.ran = recorded.ran;
+        self.failed = recorded.failed;
+        if recorded.steps.is_some() {
+            self.steps = recorded.steps;
+        }
+        if recorded.steps_failed.is_some() {
+            self.steps_failed = recorded.steps_failed;
+        }
+        if let Some(at) = recorded.last_at {
+            self.seen(at);
+        }
+    }
 }
 
 /// The on-disk shape of a record: flat, every field but `v`, `event` and `at`
@@ -345,6 +412,12 @@ struct Raw<'a> {
     ran: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failed: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    steps_run: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    steps_failed: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_at: Option<Millis>,
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     fingerprint: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -519,6 +592,8 @@ impl Record {
                 raw.reason = exit_code.is_none().then(|| "runner died".into());
                 if let Some(c) = counts {
                     (raw.ran, raw.failed) = (Some(c.ran), Some(c.failed));
+                    (raw.steps_run, raw.steps_failed, raw.last_at) =
+                        (c.steps, c.steps_failed, c.last_at);
                 }
             }
         }
@@ -664,7 +739,13 @@ impl Record {
                 at,
                 exit_code: raw.exit_code,
                 counts: match (raw.ran, raw.failed) {
-                    (Some(ran), Some(failed)) => Some(RunCounts { ran, failed }),
+                    (Some(ran), Some(failed)) => Some(RunCounts {
+                        ran,
+                        failed,
+                        steps: raw.steps_run,
+                        steps_failed: raw.steps_failed,
+                        last_at: raw.last_at,
+                    }),
                     _ => None,
                 },
             },
@@ -1418,7 +1499,23 @@ mod tests {
                 run: 1,
                 at: 10,
                 exit_code: Some(1),
-                counts: Some(RunCounts { ran: 3, failed: 1 }),
+                counts: Some(RunCounts {
+                    ran: 3,
+                    failed: 1,
+                    steps: Some(2),
+                    steps_failed: Some(1),
+                    last_at: Some(9),
+                }),
+            },
+            Record::RunFinished {
+                run: 1,
+                at: 10,
+                exit_code: Some(1),
+                counts: Some(RunCounts {
+                    ran: 3,
+                    failed: 1,
+                    ..RunCounts::default()
+                }),
             },
             Record::RunFinished {
                 run: 2,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::history::{Attempt, Finished};
-use crate::journal::{Millis, Record};
+use crate::journal::{Millis, Record, RunCounts};
 
 /// One `stepwise run`, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,25 +23,34 @@ pub struct Run {
     pub ended_at: Option<Millis>,
     /// Its exit code; `None` when it has not ended or its runner died.
     pub exit_code: Option<i32>,
-    /// The latest instant any record of it carries (its last sign of life).
+    /// The latest instant any record of it carries (its last sign of life),
+    /// or its `end` record says it had.
     pub last_at: Millis,
     /// Its attempts, in the order they started, each with its step's name.
-    /// Empty for an old run whose attempts compaction dropped.
+    /// Only those the journal still holds: compaction keeps only each
+    /// step's latest ones, so an old run may have lost some or all.
     pub attempts: Vec<(String, Attempt)>,
-    /// The counts its `end` record carries, which survive compaction.
-    pub counts: Option<crate::journal::RunCounts>,
+    /// What it did: counted from its records as they are read, and taken
+    /// from its `end` record, which carries them past compaction.
+    pub counts: RunCounts,
 }
 
 impl Run {
-    /// Attempts it finished: counted from its records, or, once compaction
-    /// dropped them, as its `end` record gives them.
+    /// Attempts it finished.
     pub fn attempt_count(&self) -> usize {
-        let finished = self
-            .attempts
-            .iter()
-            .filter(|(_, a)| a.finished.is_some())
-            .count();
-        finished.max(self.counts.map_or(0, |c| c.ran as usize))
+        self.counts.ran as usize
+    }
+
+    /// How many steps it made attempts of ([`Run::steps`] names those
+    /// whose attempts the journal still holds).
+    pub fn step_count(&self) -> usize {
+        self.counts.steps.map_or(0, |n| n as usize)
+    }
+
+    /// How many steps' last attempt in it did not succeed
+    /// ([`Run::failed_steps`] names those the journal still holds).
+    pub fn failed_step_count(&self) -> usize {
+        self.counts.steps_failed.map_or(0, |n| n as usize)
     }
 }
 
@@ -153,6 +162,8 @@ impl Runs {
         let mut index: HashMap<u64, usize> = HashMap::new();
         // (run, step, attempt) -> position in that run's attempts.
         let mut open: HashMap<(u64, String, u32), usize> = HashMap::new();
+        // (run, step) -> position of the step's latest attempt in that run.
+        let mut latest: HashMap<(u64, String), usize> = HashMap::new();
         for record in records {
             match record {
                 Record::RunStarted { run, at, pid } => {
@@ -165,7 +176,7 @@ impl Runs {
                         exit_code: None,
                         last_at: at,
                         attempts: Vec::new(),
-                        counts: None,
+                        counts: RunCounts::default(),
                     });
                 }
                 Record::RunFinished {
@@ -178,7 +189,10 @@ impl Runs {
                         let r = &mut runs[i];
                         r.ended_at = Some(at);
                         r.exit_code = exit_code;
-                        r.counts = counts;
+                        if let Some(counts) = counts {
+                            r.counts.take_recorded(counts);
+                            r.last_at = r.last_at.max(r.counts.last_at.unwrap_or(0));
+                        }
                         if exit_code.is_some() {
                             r.last_at = r.last_at.max(at);
                         }
@@ -194,6 +208,10 @@ impl Runs {
                     if let Some(&i) = index.get(&run) {
                         let r = &mut runs[i];
                         r.last_at = r.last_at.max(at);
+                        let before = latest
+                            .insert((run, step.clone()), r.attempts.len())
+                            .map(|j| r.attempts[j].1.ok());
+                        r.counts.attempt_started(before, at);
                         open.insert((run, step.clone(), attempt), r.attempts.len());
                         r.attempts.push((
                             step,
@@ -218,11 +236,16 @@ impl Runs {
                     outcome,
                     value,
                 } => {
-                    if let (Some(&i), Some(j)) =
-                        (index.get(&run), open.remove(&(run, step, attempt)))
-                    {
-                        let r = &mut runs[i];
-                        r.last_at = r.last_at.max(at);
+                    let Some(&i) = index.get(&run) else { continue };
+                    let r = &mut runs[i];
+                    r.last_at = r.last_at.max(at);
+                    let j = open.remove(&(run, step.clone(), attempt));
+                    // Counted as the fold of `History` counts it: every
+                    // finish of the run, deciding for its step only when it
+                    // ends the step's latest attempt in the run.
+                    let decides = j.is_some() && latest.get(&(run, step)) == j.as_ref();
+                    r.counts.attempt_finished(outcome.ok(), decides, at);
+                    if let Some(j) = j {
                         r.attempts[j].1.finished = Some(Finished {
                             at,
                             duration_ms,
@@ -236,11 +259,14 @@ impl Runs {
                     step,
                     attempt,
                     job,
-                    ..
+                    at,
                 } => {
-                    if let (Some(&i), Some(&j)) = (index.get(&run), open.get(&(run, step, attempt)))
-                    {
-                        runs[i].attempts[j].1.job = Some(job);
+                    let Some(&i) = index.get(&run) else { continue };
+                    let r = &mut runs[i];
+                    r.last_at = r.last_at.max(at);
+                    r.counts.seen(at);
+                    if let Some(&j) = open.get(&(run, step, attempt)) {
+                        r.attempts[j].1.job = Some(job);
                     }
                 }
                 Record::Forgotten { .. } | Record::Imported { .. } => {}
@@ -332,6 +358,15 @@ mod tests {
         assert_eq!(one.steps(), ["a", "b", "c"]);
         assert_eq!(one.attempts_of("b").count(), 2);
         assert_eq!(one.failed_steps(), ["c"], "b's retry succeeded");
+        assert_eq!(
+            (
+                one.step_count(),
+                one.failed_step_count(),
+                one.attempt_count()
+            ),
+            (3, 1, 4),
+            "counted as they are named"
+        );
         assert_eq!(one.result(None), RunResult::Failed);
         assert_eq!(one.duration_ms(), 70);
         let two = runs.get(2).unwrap();
@@ -342,8 +377,79 @@ mod tests {
             ["c"],
             "an unfinished attempt did not succeed"
         );
+        assert_eq!((two.step_count(), two.failed_step_count()), (1, 1));
         let newest: Vec<u64> = runs.newest(5).map(|r| r.id).collect();
         assert_eq!(newest, [2, 1]);
+    }
+
+    #[test]
+    fn counts_come_from_the_end_record_when_the_attempts_are_gone() {
+        // Run 1 as compaction leaves it: b's failed attempt dropped, a's
+        // kept, the end carrying what the run did.
+        let mut records = vec![Record::RunStarted {
+            run: 1,
+            at: 100,
+            pid: 7,
+        }];
+        records.extend(attempt(1, "a", 1, 100, true));
+        records.push(Record::RunFinished {
+            run: 1,
+            at: 900,
+            exit_code: None,
+            counts: Some(RunCounts {
+                ran: 3,
+                failed: 2,
+                steps: Some(2),
+                steps_failed: Some(1),
+                last_at: Some(400),
+            }),
+        });
+        let runs = Runs::from_records(records.clone());
+        let one = runs.get(1).unwrap();
+        assert_eq!(
+            (
+                one.step_count(),
+                one.failed_step_count(),
+                one.attempt_count()
+            ),
+            (2, 1, 3)
+        );
+        assert_eq!(
+            one.failed_steps(),
+            Vec::<&str>::new(),
+            "b's records are gone"
+        );
+        assert_eq!(
+            one.duration_ms(),
+            300,
+            "killed: up to its last sign of life"
+        );
+
+        // An `end` of a stepwise that counted only attempts: the steps are
+        // counted from the records.
+        records.pop();
+        records.extend(attempt(1, "b", 1, 120, false));
+        records.push(Record::RunFinished {
+            run: 1,
+            at: 900,
+            exit_code: Some(1),
+            counts: Some(RunCounts {
+                ran: 2,
+                failed: 1,
+                ..RunCounts::default()
+            }),
+        });
+        let runs = Runs::from_records(records);
+        let one = runs.get(1).unwrap();
+        assert_eq!(
+            (
+                one.step_count(),
+                one.failed_step_count(),
+                one.attempt_count()
+            ),
+            (2, 1, 2)
+        );
+        assert_eq!(one.failed_steps(), ["b"]);
     }
 
     #[test]

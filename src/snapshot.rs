@@ -31,7 +31,7 @@ use crate::journal::{ReadReport, Resume};
 
 /// The file's name in the state dir.
 pub const FILE: &str = "history-snapshot";
-const MAGIC: &[u8; 16] = b"stepwise-hs-v02\n";
+const MAGIC: &[u8; 16] = b"stepwise-hs-v03\n";
 /// The covered part of the journal is checked this many bytes at a time.
 const CHUNK: u64 = 1 << 20;
 
@@ -377,8 +377,13 @@ mod tests {
                             run,
                             at,
                             exit_code: [None, Some(0), Some(2)][rand(3) as usize],
-                            counts: (rand(2) == 0)
-                                .then_some(journal::RunCounts { ran: 3, failed: 1 }),
+                            counts: (rand(2) == 0).then_some(journal::RunCounts {
+                                ran: 3,
+                                failed: 1,
+                                steps: (rand(2) == 0).then_some(2),
+                                steps_failed: (rand(2) == 0).then_some(1),
+                                last_at: (rand(2) == 0).then_some(at),
+                            }),
                         });
                     }
                     run += 1;
@@ -553,7 +558,7 @@ mod tests {
         drop(writer);
         std::fs::write(
             state.path().join(format!(".{FILE}.tmp.1")),
-            b"stepwise-hs-v02\n",
+            b"stepwise-hs-v03\n",
         )
         .unwrap();
         let whole = std::fs::metadata(state.journal()).unwrap().len();

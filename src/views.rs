@@ -53,8 +53,8 @@ pub fn run_json(run: &Run, live: Option<u64>) -> Value {
         "duration_ms": run.duration_ms(),
         "result": run.result(live).as_str(),
         "exit_code": run.exit_code,
-        "steps_run": run.steps().len(),
-        "steps_failed": run.failed_steps().len(),
+        "steps_run": run.step_count(),
+        "steps_failed": run.failed_step_count(),
         "attempts": run.attempt_count(),
         "failed": run.failed_steps(),
     })
@@ -106,14 +106,19 @@ pub fn history_text(runs: &Runs, live: Option<u64>, limit: usize) -> String {
     let rows: Vec<Vec<String>> = runs
         .newest(take)
         .map(|r| {
-            let failed = r.failed_steps();
+            let mut failed: Vec<String> = r.failed_steps().into_iter().map(String::from).collect();
+            // Steps whose records compaction dropped are counted, not named.
+            let unnamed = r.failed_step_count().saturating_sub(failed.len());
+            if unnamed > 0 {
+                failed.push(format!("+{unnamed} more"));
+            }
             vec![
                 r.id.to_string(),
                 format_time(r.started_at),
                 format_duration_ms(r.duration_ms()),
                 r.result(live).to_string(),
-                r.steps().len().to_string(),
-                failed.len().to_string(),
+                r.step_count().to_string(),
+                r.failed_step_count().to_string(),
                 r.attempt_count().to_string(),
                 failed.join(", "),
             ]
@@ -225,15 +230,29 @@ pub fn run_status_text(
             ]
         })
         .collect();
-    if rows.is_empty() {
+    let dropped = run.step_count().saturating_sub(rows.len());
+    if rows.is_empty() && dropped == 0 {
         out += "no step ran in this run\n";
         return out;
     }
-    out += &table(
-        &["STEP", "LAST RESULT", "STARTED", "TOOK", "ATTEMPTS", "LOG"],
-        &rows,
-        &[],
-    );
+    if !rows.is_empty() {
+        out += &table(
+            &["STEP", "LAST RESULT", "STARTED", "TOOK", "ATTEMPTS", "LOG"],
+            &rows,
+            &[],
+        );
+    }
+    if dropped > 0 {
+        let which = match (rows.is_empty(), dropped) {
+            (true, 1) => "the step it ran is".to_string(),
+            (true, n) => format!("the {n} steps it ran are"),
+            (false, 1) => "1 more step it ran is".to_string(),
+            (false, n) => format!("{n} more steps it ran are"),
+        };
+        out += &format!(
+            "{which} no longer in the journal: compaction (`stepwise gc`) keeps only each step's latest attempts\n"
+        );
+    }
     out
 }
 
