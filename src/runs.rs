@@ -135,6 +135,19 @@ impl Run {
             .map(|(_, a)| a)
     }
 
+    /// The steps whose latest attempt in this run has not finished: while
+    /// the run goes on ([`RunResult::Running`]), those running now.
+    pub fn unfinished_steps(&self) -> Vec<&str> {
+        let mut last: HashMap<&str, &Attempt> = HashMap::new();
+        for (name, a) in &self.attempts {
+            last.insert(name, a);
+        }
+        self.steps()
+            .into_iter()
+            .filter(|name| last.get(name).is_some_and(|a| a.finished.is_none()))
+            .collect()
+    }
+
     /// The steps whose last attempt in this run did not succeed.
     pub fn failed_steps(&self) -> Vec<&str> {
         let mut last: HashMap<&str, &Attempt> = HashMap::new();

@@ -8,7 +8,7 @@ use crate::history::Attempt;
 use crate::pipeline::Pipeline;
 use crate::plan::describe_outcome;
 use crate::report::display_path;
-use crate::runs::{Run, Runs};
+use crate::runs::{Run, RunResult, Runs};
 use crate::state_dir::StateDir;
 use crate::time::{format_duration_ms, format_time};
 
@@ -43,20 +43,58 @@ pub fn attempt_json(state: &StateDir, name: &str, a: &Attempt) -> Value {
     doc
 }
 
+/// What the views say of a run's steps and time, which for a run still
+/// going on differs from what its records say: a step running now has not
+/// failed (the counts hold it as failed until it succeeds), and the run has
+/// lasted until now, not until its last record.
+struct Shown<'a> {
+    duration_ms: u64,
+    failed: Vec<&'a str>,
+    failed_count: usize,
+    running: Vec<&'a str>,
+}
+
+impl<'a> Shown<'a> {
+    fn of(run: &'a Run, live: Option<u64>) -> Shown<'a> {
+        if run.result(live) != RunResult::Running {
+            return Shown {
+                duration_ms: run.duration_ms(),
+                failed: run.failed_steps(),
+                failed_count: run.failed_step_count(),
+                running: Vec::new(),
+            };
+        }
+        let running = run.unfinished_steps();
+        let failed: Vec<&str> = run
+            .failed_steps()
+            .into_iter()
+            .filter(|s| !running.contains(s))
+            .collect();
+        Shown {
+            duration_ms: crate::journal::now().saturating_sub(run.started_at),
+            failed_count: run.failed_step_count().saturating_sub(running.len()),
+            failed,
+            running,
+        }
+    }
+}
+
 /// One run as `history --json` gives it.
 pub fn run_json(run: &Run, live: Option<u64>) -> Value {
+    let shown = Shown::of(run, live);
     json!({
         "id": run.id,
         "pid": run.pid,
         "started_at": run.started_at,
         "finished_at": run.ended_at.filter(|_| run.exit_code.is_some()),
-        "duration_ms": run.duration_ms(),
+        "duration_ms": shown.duration_ms,
         "result": run.result(live).as_str(),
         "exit_code": run.exit_code,
         "steps_run": run.step_count(),
-        "steps_failed": run.failed_step_count(),
+        "steps_failed": shown.failed_count,
         "attempts": run.attempt_count(),
-        "failed": run.failed_steps(),
+        "failed": shown.failed,
+        "running": shown.running,
     })
 }
 
@@ -106,19 +144,20 @@ pub fn history_text(runs: &Runs, live: Option<u64>, limit: usize) -> String {
     let rows: Vec<Vec<String>> = runs
         .newest(take)
         .map(|r| {
-            let mut failed: Vec<String> = r.failed_steps().into_iter().map(String::from).collect();
+            let shown = Shown::of(r, live);
+            let mut failed: Vec<String> = shown.failed.iter().map(|s| s.to_string()).collect();
             // Steps whose records compaction dropped are counted, not named.
-            let unnamed = r.failed_step_count().saturating_sub(failed.len());
+            let unnamed = shown.failed_count.saturating_sub(failed.len());
             if unnamed > 0 {
                 failed.push(format!("+{unnamed} more"));
             }
             vec![
                 r.id.to_string(),
                 format_time(r.started_at),
-                format_duration_ms(r.duration_ms()),
+                format_duration_ms(shown.duration_ms),
                 r.result(live).to_string(),
                 r.step_count().to_string(),
-                r.failed_step_count().to_string(),
+                shown.failed_count.to_string(),
                 r.attempt_count().to_string(),
                 failed.join(", "),
             ]
@@ -190,11 +229,17 @@ pub fn run_status_text(
     live: Option<u64>,
 ) -> String {
     let result = run.result(live);
+    let shown = Shown::of(run, live);
     let mut out = format!(
-        "run {}: started {}, took {}, {}",
+        "run {}: started {}, {} {}, {}",
         run.id,
         format_time(run.started_at),
-        format_duration_ms(run.duration_ms()),
+        if result == RunResult::Running {
+            "running for"
+        } else {
+            "took"
+        },
+        format_duration_ms(shown.duration_ms),
         result
     );
     if let Some(code) = run.exit_code {
@@ -207,6 +252,7 @@ pub fn run_status_text(
             let attempts: Vec<&Attempt> = run.attempts_of(name).collect();
             let last = attempts.last().expect("a step of the run has an attempt");
             let result = match &last.finished {
+                None if shown.running.contains(&name) => "running".to_string(),
                 None => "never finished".to_string(),
                 Some(f) if f.outcome.ok() => "ok".to_string(),
                 Some(f) => describe_outcome(&f.outcome),

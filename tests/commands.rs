@@ -221,6 +221,34 @@ fn a_killed_run_shows_as_killed_in_history() {
 }
 
 #[test]
+fn a_run_in_progress_shows_its_running_step_as_running_not_failed() {
+    let space = Space::with(
+        "[[step]]\nname = \"a\"\nrun = \"true\"\n\n[[step]]\nname = \"slow\"\nrun = \"echo slow >> ran; sleep 30\"\n",
+    );
+    let mut bg = space.spawn(&["run"]);
+    space.wait_for_line("ran", "slow");
+    let doc = space.run(&["history", "--json"]).json();
+    let run = &doc["runs"][0];
+    assert_eq!(run["result"], "running");
+    assert_eq!(run["steps_failed"], 0, "{run}");
+    assert_eq!(run["failed"], serde_json::json!([]));
+    assert_eq!(run["running"], serde_json::json!(["slow"]));
+    let text = space.run(&["history"]);
+    text.success();
+    assert!(
+        !text.stdout.contains("slow"),
+        "not under FAILED STEPS:\n{}",
+        text.stdout
+    );
+    space
+        .run(&["status", "--run", "1"])
+        .success()
+        .stdout_has("running for")
+        .stdout_has("slow  running");
+    bg.kill9();
+}
+
+#[test]
 fn report_writes_one_self_contained_file() {
     let space = three_runs();
     let out = space.run(&["report"]);
