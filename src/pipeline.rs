@@ -298,6 +298,7 @@ impl Pipeline {
             path,
             source,
             errors: Vec::new(),
+            unexpanded: Vec::new(),
         };
         let raw = cx.document(document.get_ref());
         let (raw, expansion_inputs) = expand::expand(&mut cx, raw, root);
@@ -757,6 +758,9 @@ struct Cx<'a> {
     path: &'a Path,
     source: &'a str,
     errors: Vec<Diagnostic>,
+    /// Templates that expanded to nothing, each for a reason already
+    /// reported: an `after` naming one is not reported again as unknown.
+    unexpanded: Vec<String>,
 }
 
 impl Cx<'_> {
@@ -1069,7 +1073,12 @@ impl Cx<'_> {
                 "a step expands over files or over values, not both; split it in two steps",
             );
         } else if is_template {
+            let refused = |key: &str, parsed: bool| table.contains_key(key) && !parsed;
+            let broken = refused("matrix", matrix.is_some())
+                || refused("matrix_from", matrix_from.is_some())
+                || refused("for_each", for_each.is_some());
             step.template = Some(expand::TemplateSpec {
+                broken,
                 matrix: matrix.unwrap_or_default(),
                 matrix_from,
                 for_each,
@@ -1672,6 +1681,12 @@ impl Cx<'_> {
                                 format!("`after` names `{}`, but {why}", dep.get_ref()),
                                 "`[...]` selects expansions of a template by their values, for example after = [\"align[sample={sample}]\"]",
                             ),
+                            Err(None)
+                                if self.unexpanded.iter().any(|t| {
+                                    *t == *dep.get_ref()
+                                        || parse_selector(dep.get_ref())
+                                            .is_some_and(|(template, _)| template == *t)
+                                }) => {}
                             Err(None) => {
                                 let help = match did_you_mean(dep.get_ref(), names.iter().copied())
                                 {

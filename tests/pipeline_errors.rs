@@ -162,6 +162,20 @@ fn a_pipeline_without_steps_is_refused() {
 }
 
 #[test]
+fn a_template_that_cannot_expand_gets_one_error_not_a_cascade() {
+    // The empty matrix and the glob matching nothing are the errors; the
+    // placeholders they would have filled and the `after` naming them are
+    // not reported on top.
+    let stderr = refused(
+        "[[step]]\nname = \"a\"\nmatrix = { s = [] }\nrun = \"echo {s}\"\n\n\
+         [[step]]\nname = \"b\"\nfor_each = \"nothing/*.x\"\nrun = \"echo {stem}\"\n\n\
+         [[step]]\nname = \"c\"\nafter = [\"a\", \"b[path=x]\"]\nrun = \"true\"\n",
+        &["`matrix.s` in step `a` is empty", "matches no file"],
+    );
+    assert_eq!(stderr.matches("error:").count(), 2, "{stderr}");
+}
+
+#[test]
 fn an_empty_run_is_refused() {
     refused(
         &format!("{GOOD_STEP}\n[[step]]\nname = \"idle\"\nrun = \"  \"\n"),

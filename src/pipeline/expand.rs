@@ -29,6 +29,10 @@ pub(super) struct TemplateSpec {
     pub for_each: Option<Spanned<String>>,
     /// The `matrix`/`for_each` key, for messages.
     pub span: Range<usize>,
+    /// One of its keys was refused (an empty matrix, an invalid glob): it
+    /// expands to nothing, so its placeholders are not reported as unknown
+    /// on top of the error that says why.
+    pub broken: bool,
 }
 
 /// `matrix_from`: the values of one variable, read from a file.
@@ -373,6 +377,18 @@ pub(super) fn expand(
     let mut inputs = Vec::new();
     let mut steps: Vec<RawStep> = Vec::with_capacity(raw.steps.len());
     let steps_in = raw.steps;
+    let declared: Vec<String> = steps_in
+        .iter()
+        .filter(|s| s.template.is_some())
+        .filter_map(|s| s.name.as_ref())
+        .map(|n| {
+            if n.get_ref().contains('{') {
+                template_name(n.get_ref())
+            } else {
+                n.get_ref().clone()
+            }
+        })
+        .collect();
     let mut raw = RawPipeline {
         steps: Vec::new(),
         ..raw
@@ -382,6 +398,9 @@ pub(super) fn expand(
             steps.push(step);
             continue;
         };
+        if spec.broken {
+            continue;
+        }
         let dir = root.join(step.dir.as_deref().unwrap_or("."));
         // Variables and their values, in the order written.
         let mut vars: Vec<(String, Vec<String>)> = spec
@@ -608,6 +627,15 @@ pub(super) fn expand(
             steps.push(s);
         }
     }
+
+    cx.unexpanded = declared
+        .into_iter()
+        .filter(|t| {
+            !steps
+                .iter()
+                .any(|s| s.expanded_from.as_ref().is_some_and(|e| e.template == *t))
+        })
+        .collect();
 
     // `{step.outputs}`: the declared outputs of a step, or of every
     // expansion of a template, as absolute paths.
