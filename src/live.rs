@@ -490,6 +490,20 @@ impl Progress for Live {
         self.update(|_| {});
     }
 
+    fn job_adopted(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32) {
+        // Listed with the steps running now, as if started at this moment:
+        // the job's own start is in the journal, not worth a squeue here.
+        let name = pipeline.step(id).name.clone();
+        self.update(|s| {
+            s.running.push(Running {
+                id,
+                name,
+                attempt,
+                since: Instant::now(),
+            })
+        });
+    }
+
     fn retry_scheduled(
         &mut self,
         pipeline: &Pipeline,
@@ -554,5 +568,34 @@ fn terminal_size() -> (usize, usize) {
         (size.ws_col as usize, size.ws_row as usize)
     } else {
         (80, 24)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slurm_job_adopted_from_a_dead_runner_is_listed_with_the_running_steps() {
+        let pipeline = Pipeline::from_names(
+            Path::new("stepwise.toml"),
+            Path::new("/p"),
+            ["align".to_string(), "call".to_string()],
+        );
+        let mut live = Live::new(
+            Box::new(io::sink()),
+            ConsoleOptions::default(),
+            2,
+            Some((80, 24)),
+        );
+        let call = pipeline.find("call").unwrap();
+        live.job_adopted(&pipeline, call, 3);
+        let state = live.lock();
+        let running: Vec<(&str, u32)> = state
+            .running
+            .iter()
+            .map(|r| (r.name.as_str(), r.attempt))
+            .collect();
+        assert_eq!(running, [("call", 3)]);
     }
 }

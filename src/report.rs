@@ -86,6 +86,10 @@ pub trait Progress {
     /// runner was submitted as (`what`, in words: still running and waited
     /// for, ended and recorded, or lost).
     fn reattached(&mut self, _step: &str, _attempt: u32, _job: &str, _what: &str) {}
+    /// This run waits for a Slurm job an earlier, dead runner submitted
+    /// (after [`Progress::reattached`] said so): the step runs, though this
+    /// run never started it.
+    fn job_adopted(&mut self, _pipeline: &Pipeline, _id: StepId, _attempt: u32) {}
 }
 
 /// Ignores everything; for library users who report on their own.
@@ -189,6 +193,10 @@ impl Progress for Both<'_> {
     fn reattached(&mut self, step: &str, attempt: u32, job: &str, what: &str) {
         self.0.reattached(step, attempt, job, what);
         self.1.reattached(step, attempt, job, what);
+    }
+    fn job_adopted(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32) {
+        self.0.job_adopted(pipeline, id, attempt);
+        self.1.job_adopted(pipeline, id, attempt);
     }
 }
 

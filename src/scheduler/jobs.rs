@@ -351,6 +351,7 @@ impl Scheduler<'_> {
             }
             self.ready.remove(&id);
             self.tries[id.index()] = 1;
+            self.progress.job_adopted(self.pipeline, id, a.attempt);
             let state = self.state_abs();
             self.jobs.list.push(Job {
                 id,
