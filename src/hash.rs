@@ -228,6 +228,9 @@ impl FileHasher {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        if let Some(digest) = special(&meta) {
+            return Ok(Some(digest));
+        }
         if meta.is_dir() {
             self.hash_dir(path, 0).map(Some)
         } else {
@@ -300,7 +303,9 @@ impl FileHasher {
                 }
                 Err(e) => return Err(e),
             };
-            let digest = if meta.is_dir() {
+            let digest = if let Some(digest) = special(&meta) {
+                digest
+            } else if meta.is_dir() {
                 self.hash_dir(&child, depth + 1)?
             } else {
                 self.hash_file(&child, &meta)?
@@ -312,6 +317,30 @@ impl FileHasher {
         }
         Ok(Digest::from_blake3(&h.finalize()))
     }
+}
+
+/// The digest of a file that is neither a regular file nor a folder (a
+/// named pipe, a socket, a device), or `None` for those two. Such a file
+/// has no content to read (opening a named pipe blocks until a writer
+/// comes; a socket cannot be opened), so it counts by its kind alone.
+fn special(meta: &fs::Metadata) -> Option<Digest> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let kind: &[u8] = if t.is_fifo() {
+        b"fifo"
+    } else if t.is_socket() {
+        b"socket"
+    } else if t.is_char_device() {
+        b"char device"
+    } else if t.is_block_device() {
+        b"block device"
+    } else {
+        return None;
+    };
+    let mut h = blake3::Hasher::new();
+    h.update(b"special\n");
+    h.update(kind);
+    Some(Digest::from_blake3(&h.finalize()))
 }
 
 /// Checks the cache file at `path` the way [`FileHasher::load`] reads it:

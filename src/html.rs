@@ -257,9 +257,13 @@ pub fn render(project: &Project, options: &ReportOptions) -> Result<(String, Vec
 
     // The data for the timeline, then the script.
     let data = timeline_data(&shown, live);
+    // No `<` at all inside the script element: `</script>` would end it,
+    // and `<!--<script>` (in a step name) would make the parser run past
+    // its end. In JSON `<` only occurs inside strings, where `\u003c` means
+    // the same.
     let data = serde_json::to_string(&data)
         .unwrap_or_else(|_| "{}".into())
-        .replace("</", "<\\/");
+        .replace('<', "\\u003c");
     let _ = write!(
         html,
         "<script type=\"application/json\" id=\"report-data\">{data}</script>\n<script>{JS}</script>\n</body>\n</html>\n"

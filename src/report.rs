@@ -620,13 +620,62 @@ pub fn tail(path: &Path, n: usize) -> Vec<String> {
 }
 
 /// A line of at most [`TAIL_LINE_CHARS`] characters: the end of a longer
-/// one (where a message usually says what went wrong), marked as cut.
+/// one (where a message usually says what went wrong), marked as cut, and
+/// safe to print (see [`printable`]).
 fn clip_line(line: &str) -> String {
     const TAIL_LINE_CHARS: usize = 500;
+    let line = printable(line);
     match line.char_indices().rev().nth(TAIL_LINE_CHARS - 1) {
         Some((at, _)) if at > 0 => format!("…{}", &line[at..]),
-        _ => line.to_string(),
+        _ => line,
     }
+}
+
+/// What a terminal would show of a line of a step's output, without what
+/// would act on the terminal itself: after a carriage return only what
+/// overwrote the line (a progress bar's last state), colours (`ESC [ ... m`)
+/// kept, and every other control character shown as `^X` (so `ESC [2J` in
+/// a failed step's output cannot clear the screen, nor `ESC ]0;` retitle
+/// the window).
+fn printable(line: &str) -> String {
+    let line = line
+        .rsplit('\r')
+        .find(|part| !part.is_empty())
+        .unwrap_or("");
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            // A colour: ESC [ digits and semicolons, then `m`.
+            let rest: String = chars
+                .clone()
+                .skip(1)
+                .take_while(|c| c.is_ascii_digit() || *c == ';')
+                .collect();
+            let after = chars.clone().nth(1 + rest.len());
+            if after == Some('m') {
+                out.push(c);
+                out.push('[');
+                out.push_str(&rest);
+                out.push('m');
+                for _ in 0..rest.len() + 2 {
+                    chars.next();
+                }
+                continue;
+            }
+        }
+        match c {
+            '\t' => out.push(c),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(c as u8 + 64));
+            }
+            '\u{7f}' => out.push_str("^?"),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A path relative to the current dir when it is inside it, as people
@@ -636,4 +685,25 @@ pub fn display_path(path: &Path) -> PathBuf {
         .ok()
         .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
         .unwrap_or_else(|| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_line_cannot_act_on_the_terminal_but_keeps_its_colours() {
+        // Clear screen, retitle the window, a bell: shown, not obeyed.
+        assert_eq!(printable("a\u{1b}[2Jb"), "a^[[2Jb");
+        assert_eq!(printable("\u{1b}]0;pwned\u{7}x"), "^[]0;pwned^Gx");
+        // Colours stay.
+        assert_eq!(
+            printable("\u{1b}[1;31merror\u{1b}[0m"),
+            "\u{1b}[1;31merror\u{1b}[0m"
+        );
+        // A progress bar: what the terminal would show last.
+        assert_eq!(printable("10%\r55%\r100%"), "100%");
+        assert_eq!(printable("tab\there\u{7f}"), "tab\there^?");
+        assert_eq!(printable("\u{9b}x"), "?x");
+    }
 }

@@ -304,7 +304,10 @@ fn is_glob(pattern: &str) -> bool {
 /// The paths, relative to `dir`, that an input pattern names right now, in
 /// sorted order. A plain path names itself if it exists.
 pub fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    if !is_glob(pattern) {
+    // A path that exists as written is that file, even if it holds glob
+    // characters (`report[v2].csv`): people name files, rarely patterns
+    // that happen to be file names too.
+    if !is_glob(pattern) || dir.join(pattern).exists() {
         let rel = PathBuf::from(pattern);
         return Ok(if dir.join(&rel).exists() {
             vec![rel]

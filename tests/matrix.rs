@@ -520,3 +520,42 @@ fn a_per_file_step_over_a_long_non_ascii_file_name_runs_and_keeps_its_log() {
         .success()
         .stdout_has(&format!("made {stem}"));
 }
+
+#[test]
+fn a_file_name_with_glob_characters_is_that_file_as_an_input() {
+    // `{path}` from `for_each` names the file it found; `[1]` and `?` in it
+    // are not a pattern. Nor in a path written by hand that exists.
+    let space = Space::with(
+        r#"
+[[step]]
+name = "t"
+for_each = "raw/*.txt"
+inputs = ["{path}"]
+run = "cat \"{path}\" >> ran"
+
+[[step]]
+name = "hand"
+inputs = ["report[v2].csv"]
+run = "echo hand >> ran"
+after = []
+"#,
+    );
+    space.write("raw/img[1].txt", "t1\n");
+    space.write("raw/b?.txt", "t2\n");
+    space.write("report[v2].csv", "r\n");
+    space.write("reportv.csv", "not it\n");
+    space.run(&["run"]).success();
+    let mut ran = space.ran();
+    ran.sort();
+    assert_eq!(ran, ["hand", "t1", "t2"]);
+    // Another file the characters would match as a pattern changes nothing.
+    space.write("raw/bX.txt", "t3\n");
+    space.write("report2.csv", "not it either\n");
+    let plan = space.plan_json(&[]);
+    assert_eq!(
+        plan["remaining"], 1,
+        "only the new expansion t[path=raw/bX.txt]: {plan}"
+    );
+    let why = space.run(&["why", "t[path=raw/b?.txt]"]);
+    why.success().stdout_has("done");
+}

@@ -268,3 +268,27 @@ fn the_report_renders_in_chromium_before_any_run() {
     let rows = elements(&dom, "tr");
     assert!(find(&rows, &[("data-step", "only"), ("data-state", "never run")]).is_some());
 }
+
+#[test]
+fn a_step_name_that_looks_like_markup_cannot_stop_the_report_s_script() {
+    let Some(chromium) =
+        chromium_or_skip("a_step_name_that_looks_like_markup_cannot_stop_the_report_s_script")
+    else {
+        return;
+    };
+    // Inside a script element `<!--<script>` makes the parser run past the
+    // data block's end, so the page's own script became part of the data.
+    let space = Space::with(
+        "[[step]]\nname = \"t\"\nmatrix = { v = [\"<!--<script>\", \"</script>\"] }\nrun = \"exit 1\"\n",
+    );
+    space.run(&["run", "-k"]).code(1);
+    space.run(&["report", "-o", "report.html"]).success();
+    let html = space.read("report.html");
+    let data = html.split("id=\"report-data\">").nth(1).unwrap();
+    let data = &data[..data.find("</script>").unwrap()];
+    assert!(!data.contains('<'), "no `<` in the data block: {data}");
+    let dom = headless(&chromium, &space.join("report.html"), &["--dump-dom"]);
+    let body = elements(&dom, "body");
+    assert_eq!(body[0].get("data-rendered").map(String::as_str), Some("ok"));
+    assert!(dom.contains("data-run=\"1\""), "the timeline is drawn");
+}

@@ -351,6 +351,35 @@ fn a_changed_file_inside_an_input_folder_runs_the_step() {
     );
 }
 
+#[test]
+fn a_named_pipe_or_a_socket_in_an_input_folder_counts_by_its_kind_and_never_blocks() {
+    // Opening a named pipe blocks until a writer comes; a socket cannot be
+    // opened at all. Either in an input folder (git puts a socket in .git/)
+    // or named as an input must not hang the plan nor fail the step.
+    let space = Space::with(
+        "[[step]]\nname = \"a\"\nrun = \"echo a >> ran\"\ninputs = [\"data\", \"data/pipe\"]\n",
+    );
+    space.write("data/a", "1\n");
+    nix::unistd::mkfifo(&space.join("data/pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(space.join("data/sock")).unwrap();
+    let t = std::time::Instant::now();
+    let plan = space.plan_json(&[]);
+    assert_eq!(warnings(&plan, "a"), json!([]), "the folder is there");
+    space.run(&["run"]).success();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(decision(&space.plan_json(&[]), "a"), skip_done());
+    // The folder's regular content still counts.
+    rewrite(&space, "data/a", "2\n");
+    assert_eq!(
+        reasons(&space.plan_json(&[]), "a"),
+        json!([{"kind": "input changed", "path": "data"}])
+    );
+}
+
 fn with_env(pipeline_env: &str, a_env: &str) -> String {
     format!(
         r#"

@@ -596,6 +596,13 @@ pub(super) fn expand(
                     *v = t;
                 }
             }
+            // An input is a glob pattern, but a value put into it names a
+            // file as it is: `raw/img[1].txt` from `for_each` must not match
+            // `raw/img1.txt`, nor `b?.txt` every other `b` file.
+            let literal: Vec<(String, String)> = values
+                .iter()
+                .map(|(k, v)| (k.clone(), glob::Pattern::escape(v)))
+                .collect();
             for (i, input) in s.inputs.iter_mut().enumerate() {
                 let span = step
                     .spans
@@ -603,8 +610,13 @@ pub(super) fn expand(
                     .get(i)
                     .cloned()
                     .unwrap_or(step.span.clone());
-                if let Some(t) = sub(cx, input, span) {
-                    *input = t;
+                match substitute(input, &literal, &Mode::Template, &no_outputs) {
+                    Ok(t) => *input = t,
+                    Err(why) => cx.error_help(
+                        span,
+                        format!("{why} (in step `{}`)", name.get_ref()),
+                        "write `{{` and `}}` for literal braces; `${VAR}` is left to the shell",
+                    ),
                 }
             }
             for output in s.outputs.iter_mut() {
