@@ -134,8 +134,10 @@ pub struct Run {
     /// step and its one value. (A failed step may be called again.)
     used: HashSet<String>,
     summary: Summary,
-    /// A step call returned an error of any kind, or panicked: the run's
-    /// end is recorded with exit code 1.
+    /// A step call failed other than by its closure's error (a bad name,
+    /// the journal, a value that cannot be recorded), or panicked: the run's
+    /// end is recorded with exit code 1, as it is when a step's last call
+    /// failed.
     errored: bool,
     warnings: Vec<String>,
 }
@@ -205,9 +207,11 @@ impl Run {
         F: FnMut() -> Result<T, E>,
     {
         // Set before the call and settled after it: a panic leaves it set.
+        // A step that failed is judged by the summary instead, where calling
+        // it again and succeeding replaces the failure.
         let errored = std::mem::replace(&mut self.errored, true);
         let result = self.call(key, f);
-        self.errored = errored || result.is_err();
+        self.errored = errored || matches!(result, Err(StepError::Stepwise(_)));
         result
     }
 
@@ -242,7 +246,7 @@ impl Run {
             } => {
                 let value = self.read_value(&name, &attempt)?;
                 self.used.insert(name.clone());
-                self.summary.steps.push(StepReport {
+                self.summary.record(StepReport {
                     name,
                     action: Action::Skip,
                     state,
@@ -268,7 +272,7 @@ impl Run {
         if report.ok {
             self.used.insert(name);
         }
-        self.summary.steps.push(report);
+        self.summary.record(report);
         result
     }
 
@@ -312,7 +316,7 @@ impl Run {
                     // the panic itself is the caller's to handle.
                     self.finished(name, attempt, duration_ms, Outcome::Error(message), None)?;
                     report.ok = false;
-                    self.summary.steps.push(report.clone());
+                    self.summary.record(report.clone());
                     panic::resume_unwind(payload);
                 }
                 Ok(Ok(value)) => match self.store_value(name, &value) {
@@ -581,7 +585,11 @@ impl Run {
     }
 
     fn exit_code(&self) -> i32 {
-        if self.errored { EXIT_FAILED } else { EXIT_OK }
+        if self.errored {
+            EXIT_FAILED
+        } else {
+            self.summary.exit_code()
+        }
     }
 
     fn writer(&mut self) -> &mut Writer {
@@ -854,6 +862,21 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Adds what became of a step call. A step called again after it
+    /// failed (a program's own retry) keeps one report: where it stood when
+    /// the run first came to it, the attempts of every call, and how its
+    /// last call ended.
+    fn record(&mut self, report: StepReport) {
+        match self.steps.iter_mut().find(|s| s.name == report.name) {
+            Some(earlier) => {
+                earlier.attempts += report.attempts;
+                earlier.action = report.action;
+                earlier.ok = report.ok;
+            }
+            None => self.steps.push(report),
+        }
+    }
+
     /// Steps whose closure was called.
     pub fn ran(&self) -> impl Iterator<Item = &StepReport> {
         self.steps.iter().filter(|s| s.action == Action::Run)

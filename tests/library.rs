@@ -654,7 +654,10 @@ fn names_follow_the_pipeline_files_rules_and_stand_for_one_step_per_run() {
     };
     assert_eq!(value, 3);
     let summary = run.finish().unwrap();
-    assert_eq!(summary.to_string(), "4 ran (2 failed), 0 skipped as done");
+    // One report per step: flaky's three calls are one step that succeeded.
+    assert_eq!(summary.to_string(), "2 ran, 0 skipped as done");
+    let flaky = summary.steps.iter().find(|s| s.name == "flaky").unwrap();
+    assert_eq!((flaky.attempts, flaky.ok), (3, true));
 }
 
 #[test]
@@ -791,4 +794,35 @@ fn gc_removes_value_files_no_attempt_returns_and_keeps_the_current_ones() {
     let back: Vec<u64> = run.step("big", || Err("must not run")).unwrap();
     assert_eq!(back, new, "the current value is kept and still read back");
     run.finish().unwrap();
+}
+
+#[test]
+fn a_step_that_fails_and_is_called_again_successfully_counts_once_as_succeeded() {
+    // The program's own retry: the first call fails, the second succeeds.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".stepwise");
+    let mut run = Run::open(&state).unwrap();
+    run.step("load", || Ok::<_, String>(1)).unwrap();
+    assert!(run.step("fetch", || Err::<u32, _>("timeout")).is_err());
+    assert_eq!(run.step("fetch", || Ok::<_, String>(7)).unwrap(), 7);
+    let summary = run.finish().unwrap();
+    assert_eq!(summary.to_string(), "2 ran, 0 skipped as done");
+    assert_eq!(summary.exit_code(), 0);
+    let fetch = summary.steps.iter().find(|s| s.name == "fetch").unwrap();
+    assert_eq!((fetch.attempts, fetch.ok), (2, true));
+    // The run is recorded as it ended: all well.
+    let (code, stdout, stderr) = stepwise(
+        dir.path(),
+        &["history", "--state-dir", ".stepwise", "--json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["runs"][0]["result"], "ok", "{doc}");
+    assert_eq!(doc["runs"][0]["exit_code"], 0);
+
+    // A step whose last call failed still fails the run.
+    let mut run = Run::open(&state).unwrap();
+    run.forget("fetch").unwrap();
+    assert!(run.step("fetch", || Err::<u32, _>("down")).is_err());
+    assert_eq!(run.finish().unwrap().exit_code(), 1);
 }
