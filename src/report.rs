@@ -538,11 +538,12 @@ impl<W: Write> Progress for Console<W> {
         }
         for &(id, why) in &s.not_run {
             let line = match why {
+                // What it needed was stopped by the signal, not failed.
+                _ if s.interrupted.is_some() => {
+                    format!("not run: {} (the run was interrupted)", name(id))
+                }
                 NotRun::NeedsFailed(f) => {
                     format!("not run: {} (needs {}, which failed)", name(id), name(f))
-                }
-                NotRun::Stopped if s.interrupted.is_some() => {
-                    format!("not run: {} (the run was interrupted)", name(id))
                 }
                 NotRun::Stopped => format!(
                     "not run: {} (stopped after a failure; --keep-going runs what does not need it)",

@@ -358,7 +358,8 @@ run = "echo after >> ran"
     signal(&runner, sig);
     let out = runner.wait();
     out.code(expected_code)
-        .stderr_has(&format!("{sig}: stopping 1 running step"));
+        .stderr_has(&format!("{sig}: stopping 1 running step"))
+        .stderr_has("not run: after (the run was interrupted)");
     assert!(
         t.elapsed() < Duration::from_secs(8),
         "took {:?}",
