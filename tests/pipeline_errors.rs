@@ -176,6 +176,19 @@ fn a_template_that_cannot_expand_gets_one_error_not_a_cascade() {
 }
 
 #[test]
+fn a_for_each_file_with_a_control_character_in_its_name_is_named_in_the_error() {
+    let space =
+        Space::with("[[step]]\nname = \"t\"\nfor_each = \"raw/*.txt\"\nrun = \"cat {path}\"\n");
+    space.write("raw/ok.txt", "1\n");
+    space.write("raw/bad\u{1}name.txt", "2\n");
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("holds a control character: t[path=raw/bad\\u{1}name.txt]")
+        .stderr_has("rename the file");
+}
+
+#[test]
 fn an_empty_run_is_refused() {
     refused(
         &format!("{GOOD_STEP}\n[[step]]\nname = \"idle\"\nrun = \"  \"\n"),

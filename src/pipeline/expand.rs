@@ -551,8 +551,11 @@ pub(super) fn expand(
                 if n.chars().any(|c| c.is_control()) {
                     cx.error_help(
                         spec.span.clone(),
-                        format!("a value of step `{template}` holds a control character"),
-                        "values name the expansions: use printable characters",
+                        format!(
+                            "a value of step `{template}` holds a control character: {}",
+                            n.escape_debug()
+                        ),
+                        "values name the expansions: use printable characters (rename the file, or change the value)",
                     );
                     break;
                 }
