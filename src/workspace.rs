@@ -117,7 +117,21 @@ impl Survey {
                     },
                 }),
                 Ok(paths) => {
+                    // What a pattern matches of the step's own outputs is
+                    // what it writes, not what it reads: counting it would
+                    // rerun the step once after every success (`*.csv` with
+                    // `outputs = ["summary.csv"]`). Still, a match is a match
+                    // for the pattern not to be missing.
+                    let own: &[PathBuf] = if is_glob(pattern) && !dir.join(pattern).exists() {
+                        pipeline.output_paths(id)
+                    } else {
+                        &[]
+                    };
                     for rel in paths {
+                        let path = lexically_normal(&dir.join(&rel));
+                        if own.iter().any(|o| path.starts_with(o)) {
+                            continue;
+                        }
                         match self.hasher.hash_path(&dir.join(&rel)) {
                             Ok(Some(d)) => c.insert(format!("input:{}", rel.display()), d),
                             Ok(None) => missing_inputs.push(MissingInput {

@@ -380,6 +380,27 @@ fn a_named_pipe_or_a_socket_in_an_input_folder_counts_by_its_kind_and_never_bloc
     );
 }
 
+#[test]
+fn an_input_pattern_that_matches_the_step_s_own_output_does_not_rerun_it() {
+    // `*.csv` reads the data files, and the step writes summary.csv beside
+    // them: its own output is not an input, or every success would be stale.
+    let space = Space::with(
+        "[[step]]\nname = \"sum\"\ninputs = [\"*.csv\"]\noutputs = [\"summary.csv\"]\nrun = \"cat a.csv b.csv > summary.csv; echo sum >> ran\"\n",
+    );
+    space.write("a.csv", "1\n");
+    space.write("b.csv", "2\n");
+    space.run(&["run"]).success();
+    assert_eq!(decision(&space.plan_json(&[]), "sum"), skip_done());
+    space.run(&["run"]).success().stderr_has("nothing to do");
+    assert_eq!(space.ran(), ["sum"]);
+    // A data file it does read still counts.
+    rewrite(&space, "b.csv", "3\n");
+    assert_eq!(
+        reasons(&space.plan_json(&[]), "sum"),
+        json!([{"kind": "input changed", "path": "b.csv"}])
+    );
+}
+
 fn with_env(pipeline_env: &str, a_env: &str) -> String {
     format!(
         r#"
