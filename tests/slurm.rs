@@ -620,3 +620,35 @@ fn a_secret_reaches_only_the_slurm_job_of_the_step_that_declares_it() {
     }
     assert!(!space.journal().contains(secret));
 }
+
+#[test]
+fn a_job_that_ended_while_no_runner_watched_is_recorded_with_its_own_duration() {
+    if !slurm("a_job_that_ended_while_no_runner_watched_is_recorded_with_its_own_duration") {
+        return;
+    }
+    let space = Space::with(&format!(
+        "{SLURM}[[step]]\nname = \"work\"\nrun = \"echo work >> started; sleep 1; echo work >> ran\"\n"
+    ));
+    let submitted = Instant::now();
+    let mut runner = space.spawn(&["run"]);
+    wait_for("the job to run", Duration::from_secs(30), || {
+        !space.read("started").is_empty()
+    });
+    runner.kill9();
+    wait_for("the job to end", Duration::from_secs(30), || {
+        !space.read("ran").is_empty()
+    });
+    // Long after it ended, a run notices.
+    std::thread::sleep(Duration::from_secs(4));
+    let noticed = submitted.elapsed();
+    space
+        .run(&["run"])
+        .success()
+        .stderr_has("ended while no runner watched it");
+    let finish = &finishes(&space, "work")[0];
+    let took = finish["duration_ms"].as_u64().unwrap();
+    assert!(
+        took + 3000 < noticed.as_millis() as u64,
+        "recorded {took} ms: until its status was written, not until a run noticed ({noticed:?})"
+    );
+}

@@ -506,7 +506,7 @@ impl Scheduler<'_> {
             }
             other => other,
         };
-        let duration_ms = now().saturating_sub(job.started_at);
+        let duration_ms = ended_at(&job.files).saturating_sub(job.started_at);
         let log = shown_log(&job.log);
         self.record_end(
             job.run,
@@ -641,6 +641,20 @@ fn shown_log(log: &std::path::Path) -> Option<PathBuf> {
         }
         Err(_) => None,
     }
+}
+
+/// When a job's command ended: its status file's mtime, since the batch
+/// script writes it right then (and polling, or a runner that was dead at
+/// the time, notices later); now if there is none. Never later than now,
+/// whatever the node's clock says.
+fn ended_at(files: &AttemptFiles) -> Millis {
+    let written = std::fs::metadata(&files.status)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as Millis);
+    let now = now();
+    written.map_or(now, |w| w.min(now))
 }
 
 /// Before a run plans: finds the Slurm jobs that attempts of runs whose
@@ -799,7 +813,7 @@ pub fn reattach(
                     step: c.step.clone(),
                     attempt: c.attempt,
                     at: now(),
-                    duration_ms: now().saturating_sub(c.started_at),
+                    duration_ms: ended_at(&c.files).saturating_sub(c.started_at),
                     outcome: outcome.clone(),
                     value: None,
                 })?;
