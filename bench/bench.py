@@ -18,6 +18,8 @@ Scenarios, each on a fresh copy of the pipeline:
     half-chain-j1   the first half done, chain, -j1
     plan-journal    `stepwise plan` with a journal holding 100 runs' worth
                     of records (stepwise only)
+    plan-snapshot   the same, once a journal writer has left a history
+                    snapshot of that journal (stepwise only)
 
 Tools run A/B interleaved (every repetition runs each tool once, in turn), so
 a noisy machine slows them alike. Prints medians, the ratio of stepwise to
@@ -165,7 +167,7 @@ def scenario_setup(name, tool, folder, stepwise, n):
         quiet(commands(tool, stepwise, 2), folder)
     elif name == "half-chain-j1":
         quiet(half_target(tool, stepwise, n), folder)
-    elif name == "plan-journal":
+    elif name in ("plan-journal", "plan-snapshot"):
         quiet(commands(tool, stepwise, 2), folder)
 
 
@@ -176,6 +178,9 @@ SCENARIOS = {
     "noop": ("chain", 2, None),
     "half-chain-j1": ("chain", 1, None),
     "plan-journal": ("chain", 1, ["stepwise"]),
+    # The same journal, once a command that writes the journal (here an
+    # import of nothing) has left a history snapshot of it (stepwise only).
+    "plan-snapshot": ("chain", 1, ["stepwise"]),
     # The same as noop-wide, written as one matrix step (stepwise only).
     "noop-wide": ("wide", 2, ["stepwise"]),
     "noop-matrix": ("matrix", 2, ["stepwise"]),
@@ -223,8 +228,12 @@ def main():
                 nonlocal records
                 folder = folders[tool]
                 scenario_setup(name, tool, folder, args.stepwise, args.n)
-                if name == "plan-journal":
+                if name in ("plan-journal", "plan-snapshot"):
                     records = long_journal(folder, args.journal_runs)
+                    if name == "plan-snapshot":
+                        with open(os.path.join(folder, "nothing.json"), "w") as f:
+                            f.write("[]")
+                        quiet([args.stepwise, "checkpoint", "import", "nothing.json"], folder)
                     return [args.stepwise, "plan"]
                 return commands(tool, args.stepwise, jobs)
 
