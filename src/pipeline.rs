@@ -1654,6 +1654,10 @@ impl Cx<'_> {
             Vec::with_capacity(raw.steps.len());
         for (i, step) in raw.steps.iter().enumerate() {
             let mut deps: Vec<(StepId, Option<Range<usize>>)> = Vec::new();
+            // What `deps` holds, for a step that needs every one of a
+            // template's N expansions: a scan of `deps` made that N².
+            let mut listed: std::collections::HashSet<StepId, foldhash::fast::RandomState> =
+                Default::default();
             match &step.after {
                 // Without `after`: every step of the entry just before it in
                 // the file (all of a template's expansions, if it is one).
@@ -1668,7 +1672,7 @@ impl Cx<'_> {
                         match resolve_after(dep.get_ref(), &index, &templates, &raw.steps) {
                             Ok(ids) => {
                                 for id in ids {
-                                    if id.index() != i && !deps.iter().any(|(d, _)| *d == id) {
+                                    if id.index() != i && listed.insert(id) {
                                         deps.push((id, Some(dep.span())));
                                     } else if id.index() == i {
                                         // A self-reference is a cycle, reported as one.

@@ -393,8 +393,11 @@ pub(super) fn expand(
         steps: Vec::new(),
         ..raw
     };
-    for step in steps_in {
-        let Some(spec) = step.template.clone() else {
+    for mut step in steps_in {
+        // Taken out, not cloned: each expansion below starts as a clone of
+        // the step, which must not carry every value of the matrix (that
+        // made expanding N values cost N² string copies).
+        let Some(spec) = step.template.take() else {
             steps.push(step);
             continue;
         };
@@ -581,7 +584,6 @@ pub(super) fn expand(
             }
             seen.insert(expanded_name.clone(), values.clone());
             let mut s = step.clone();
-            s.template = None;
             s.name = Some(Spanned::new(name.span(), expanded_name));
             s.run = match &step.run {
                 Some(run) => match sub(cx, run, step.spans.run.clone()) {
