@@ -169,6 +169,19 @@ impl Live {
         self.shared.wake.notify_one();
     }
 
+    /// Lists an attempt with the steps running now, from this moment.
+    fn add_running(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32) {
+        let name = pipeline.step(id).name.clone();
+        self.update(|s| {
+            s.running.push(Running {
+                id,
+                name,
+                attempt,
+                since: Instant::now(),
+            })
+        });
+    }
+
     /// Clears the area for good and stops redrawing it.
     fn close(&mut self) {
         {
@@ -421,15 +434,7 @@ impl Progress for Live {
 
     fn step_started(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32, log: &Path) {
         self.lines.step_started(pipeline, id, attempt, log);
-        let name = pipeline.step(id).name.clone();
-        self.update(|s| {
-            s.running.push(Running {
-                id,
-                name,
-                attempt,
-                since: Instant::now(),
-            })
-        });
+        self.add_running(pipeline, id, attempt);
     }
 
     fn step_output(&mut self, pipeline: &Pipeline, id: StepId, bytes: &[u8]) {
@@ -493,15 +498,7 @@ impl Progress for Live {
     fn job_adopted(&mut self, pipeline: &Pipeline, id: StepId, attempt: u32) {
         // Listed with the steps running now, as if started at this moment:
         // the job's own start is in the journal, not worth a squeue here.
-        let name = pipeline.step(id).name.clone();
-        self.update(|s| {
-            s.running.push(Running {
-                id,
-                name,
-                attempt,
-                since: Instant::now(),
-            })
-        });
+        self.add_running(pipeline, id, attempt);
     }
 
     fn retry_scheduled(

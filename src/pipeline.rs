@@ -2119,17 +2119,7 @@ fn inside_root(
     dir: Option<&str>,
     output: &str,
 ) -> std::result::Result<PathBuf, String> {
-    let joined = root.join(dir.unwrap_or(".")).join(output);
-    let mut normal = PathBuf::new();
-    for part in joined.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                normal.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => normal.push(other),
-        }
-    }
+    let normal = crate::workspace::normalize(&root.join(dir.unwrap_or(".")).join(output));
     match normal.strip_prefix(root) {
         Ok(rel) if rel.as_os_str().is_empty() => Err("it is the pipeline's folder itself".into()),
         Ok(rel)

@@ -369,70 +369,43 @@ impl Writer {
         })
     }
 
+    /// The attempts the journal holds that a file can belong to: per step,
+    /// its latest, its latest since the last forget, its latest success and
+    /// its latest that really ran.
+    fn kept_attempts(&self) -> impl Iterator<Item = (&str, &crate::history::Attempt)> {
+        self.history.steps().into_iter().flat_map(|(name, h)| {
+            [&h.last, &h.current, &h.success]
+                .into_iter()
+                .flatten()
+                .chain(h.latest_real.as_ref().map(|(a, _)| a))
+                .map(move |a| (name, a))
+        })
+    }
+
     /// Deletes, inside the logs folder only, the log files of attempts the
     /// journal no longer holds.
     fn remove_unreferenced_logs(&self) -> usize {
-        let mut keep = std::collections::HashSet::new();
-        for (name, h) in self.history.steps() {
-            for a in [&h.last, &h.current, &h.success].into_iter().flatten() {
-                keep.insert(log_file_name(name, a.number));
-            }
-            if let Some((a, _)) = &h.latest_real {
-                keep.insert(log_file_name(name, a.number));
-            }
-        }
-        let Ok(entries) = std::fs::read_dir(self.dir.logs()) else {
-            return 0;
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".log")
-                && !keep.contains(name)
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        removed
+        let keep = self
+            .kept_attempts()
+            .map(|(name, a)| log_file_name(name, a.number))
+            .collect();
+        remove_unlisted(&self.dir.logs(), ".log", &keep)
     }
+
     /// Deletes, inside the values folder only, the value files (of a Rust
     /// program's steps, see [`crate::Run`]) that no attempt the journal
     /// still holds returns: those of attempts compacted away, and any a
     /// program wrote before dying ahead of its `finish` record. We hold the
     /// lock, so no run is writing one right now.
     fn remove_unreferenced_values(&self) -> usize {
-        let mut keep = std::collections::HashSet::new();
-        for (_, h) in self.history.steps() {
-            let latest = h.latest_real.as_ref().map(|(a, _)| a);
-            for a in [&h.last, &h.current, &h.success]
-                .into_iter()
-                .flatten()
-                .chain(latest)
-            {
-                if let Some(StepValue::File(digest)) =
-                    a.finished.as_ref().and_then(|f| f.value.as_ref())
-                {
-                    keep.insert(format!("{digest}.json"));
-                }
-            }
-        }
-        let Ok(entries) = std::fs::read_dir(self.dir.values()) else {
-            return 0;
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".json")
-                && !keep.contains(name)
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-        removed
+        let keep = self
+            .kept_attempts()
+            .filter_map(|(_, a)| match a.finished.as_ref()?.value.as_ref()? {
+                StepValue::File(digest) => Some(format!("{digest}.json")),
+                StepValue::Inline(_) => None,
+            })
+            .collect();
+        remove_unlisted(&self.dir.values(), ".json", &keep)
     }
 
     /// Closes the journal (see [`JsonlStore::close`]) and then, unless it
@@ -535,6 +508,26 @@ pub fn file_name_safe(step: &str) -> String {
         }
     }
     out
+}
+
+/// Deletes the files of `dir` (only there, not below) whose names end with
+/// `suffix` and are not in `keep`; returns how many.
+fn remove_unlisted(dir: &Path, suffix: &str, keep: &std::collections::HashSet<String>) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(suffix)
+            && !keep.contains(name)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Whether a file name is that of a state dir: `.stepwise` or

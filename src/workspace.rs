@@ -121,16 +121,20 @@ impl Survey {
                     // what it writes, not what it reads: counting it would
                     // rerun the step once after every success (`*.csv` with
                     // `outputs = ["summary.csv"]`). Still, a match is a match
-                    // for the pattern not to be missing.
-                    let own: &[PathBuf] = if is_glob(pattern) && !dir.join(pattern).exists() {
+                    // for the pattern not to be missing. A path named as
+                    // written (`expand` returns the pattern itself) stays an
+                    // input: a file updated in place is both.
+                    let own: &[PathBuf] = if is_glob(pattern) {
                         pipeline.output_paths(id)
                     } else {
                         &[]
                     };
                     for rel in paths {
-                        let path = lexically_normal(&dir.join(&rel));
-                        if own.iter().any(|o| path.starts_with(o)) {
-                            continue;
+                        if !own.is_empty() && rel.as_os_str() != pattern.as_str() {
+                            let path = normalize(&dir.join(&rel));
+                            if own.iter().any(|o| path.starts_with(o)) {
+                                continue;
+                            }
                         }
                         match self.hasher.hash_path(&dir.join(&rel)) {
                             Ok(Some(d)) => c.insert(format!("input:{}", rel.display()), d),
@@ -252,13 +256,13 @@ pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io:
         .inputs
         .iter()
         .flat_map(|pattern| expand(&dir, pattern).unwrap_or_default())
-        .map(|rel| lexically_normal(&dir.join(rel)))
+        .map(|rel| normalize(&dir.join(rel)))
         .collect();
     for path in pipeline.output_paths(id).iter().cloned() {
         let Some(parent) = path.parent() else {
             continue;
         };
-        let normal = lexically_normal(&path);
+        let normal = normalize(&path);
         if let Some(input) = inputs.iter().find(|i| i.starts_with(&normal)) {
             let how = if *input == normal { "is" } else { "holds" };
             let shown = input.strip_prefix(&dir).unwrap_or(input);
@@ -294,21 +298,6 @@ pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io:
         }
     }
     failed
-}
-
-/// `path` without `.` and `..` components, resolved by name.
-fn lexically_normal(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 fn is_glob(pattern: &str) -> bool {
@@ -377,7 +366,9 @@ pub fn output_provides(output: &Path, dir: &Path, pattern: &str) -> bool {
         .is_ok_and(|p| p.matches_path(output))
 }
 
-fn normalize(path: &Path) -> PathBuf {
+/// `path` without `.` and `..` components, resolved by name (not through
+/// symlinks: the pipeline's folder is already a real path).
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {
