@@ -340,24 +340,32 @@ impl Drop for Child {
 pub const STATE_DIR_VAR: &str = "STEPWISE_STATE_DIR";
 /// The variable holding the run number of a step process.
 pub const RUN_VAR: &str = "STEPWISE_RUN";
+/// The variable holding the step name of a step process.
+pub const STEP_VAR: &str = "STEPWISE_STEP";
+/// The variable holding the attempt number of a step process.
+pub const ATTEMPT_VAR: &str = "STEPWISE_ATTEMPT";
 /// Set to `slurm` in the environment of a step run as a Slurm job.
 pub const EXECUTOR_VAR: &str = "STEPWISE_EXECUTOR";
 
-/// Kills processes that steps of the given runs of this state dir left
-/// running, because their runner died (kill -9, power loss of the runner's
-/// terminal...): the runner's death killed each step's main process, but not
-/// what that process had started. Such a process is recognised by the
-/// environment every step process inherits (`STEPWISE_STATE_DIR` and
-/// `STEPWISE_RUN`). Call this only while holding the state dir's lock: then
-/// no live run of this pipeline exists, so nothing legitimate is hit.
+/// Kills processes that the given attempts (run, step, attempt number) of
+/// this state dir left running, because their runner died while they ran
+/// (kill -9, power loss of the runner's terminal...): the runner's death
+/// killed each step's main process, but not what that process had started.
+/// Such a process is recognised by the environment every step process
+/// inherits (`STEPWISE_STATE_DIR`, `STEPWISE_RUN`, `STEPWISE_STEP` and
+/// `STEPWISE_ATTEMPT`). Only attempts that were running are named: what a
+/// step that finished left behind on purpose (a service started with
+/// `setsid`) is not a leftover. Call this only while holding the state dir's
+/// lock: then no live run of this pipeline exists, so nothing legitimate is
+/// hit.
 ///
 /// Processes of Slurm jobs (`STEPWISE_EXECUTOR=slurm`) are left alone, even
 /// on this machine: Slurm runs them, they outlive their runner by design,
 /// and the next run re-attaches to them.
 ///
 /// Returns the pids killed.
-pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
-    if runs.is_empty() {
+pub fn kill_leftovers(state_dir: &Path, attempts: &[(u64, &str, u32)]) -> Vec<u32> {
+    if attempts.is_empty() {
         return Vec::new();
     }
     // Steps get the state dir's real path (see `state_dir::real_path`); a
@@ -371,8 +379,20 @@ pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
         let value = Path::new(std::ffi::OsStr::from_bytes(value));
         value == state_dir || crate::state_dir::real_path(value).is_ok_and(|real| real == state_dir)
     };
-    let run_entries: Vec<String> = runs.iter().map(|r| format!("{RUN_VAR}={r}")).collect();
+    let wanted: std::collections::HashSet<(Vec<u8>, Vec<u8>, Vec<u8>)> = attempts
+        .iter()
+        .map(|(run, step, attempt)| {
+            (
+                run.to_string().into_bytes(),
+                step.as_bytes().to_vec(),
+                attempt.to_string().into_bytes(),
+            )
+        })
+        .collect();
     let slurm_entry = format!("{EXECUTOR_VAR}=slurm");
+    let run_prefix = format!("{RUN_VAR}=");
+    let step_prefix = format!("{STEP_VAR}=");
+    let attempt_prefix = format!("{ATTEMPT_VAR}=");
     let me = std::process::id();
     let Ok(proc_dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -394,17 +414,27 @@ pub fn kill_leftovers(state_dir: &Path, runs: &[u64]) -> Vec<u32> {
             continue;
         };
         let mut has_dir = false;
-        let mut has_run = false;
+        let (mut run, mut step, mut attempt) = (None, None, None);
         let mut slurm_job = false;
         for var in environ.split(|&b| b == 0) {
             has_dir |= var
                 .strip_prefix(dir_prefix.as_bytes())
                 .is_some_and(&is_this_dir);
-            has_run |= run_entries.iter().any(|r| var == r.as_bytes());
+            if let Some(v) = var.strip_prefix(run_prefix.as_bytes()) {
+                run = Some(v);
+            } else if let Some(v) = var.strip_prefix(step_prefix.as_bytes()) {
+                step = Some(v);
+            } else if let Some(v) = var.strip_prefix(attempt_prefix.as_bytes()) {
+                attempt = Some(v);
+            }
             slurm_job |= var == slurm_entry.as_bytes();
         }
+        let of_attempt = match (run, step, attempt) {
+            (Some(r), Some(s), Some(a)) => wanted.contains(&(r.to_vec(), s.to_vec(), a.to_vec())),
+            _ => false,
+        };
         if has_dir
-            && has_run
+            && of_attempt
             && !slurm_job
             && nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok()
         {

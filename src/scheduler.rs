@@ -602,8 +602,8 @@ impl<'a> Scheduler<'a> {
             Vec::with_capacity(pipeline.env.len() + step.env.len() + 4);
         env.extend(pipeline.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         env.extend(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        env.push(("STEPWISE_STEP", &step.name));
-        env.push(("STEPWISE_ATTEMPT", &attempt));
+        env.push((process::STEP_VAR, &step.name));
+        env.push((process::ATTEMPT_VAR, &attempt));
         env.push((process::RUN_VAR, &run));
         env.push((process::STATE_DIR_VAR, &self.state_dir_var));
         let dir = pipeline.step_dir(id);

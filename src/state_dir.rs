@@ -315,8 +315,19 @@ impl Writer {
         if dead.is_empty() {
             return Ok(Vec::new());
         }
+        // Only the attempts that were running when their runner died.
+        let running: Vec<(u64, &str, u32)> = self
+            .history
+            .steps()
+            .into_iter()
+            .filter_map(|(name, h)| {
+                let last = h.last.as_ref()?;
+                let run = last.run.filter(|r| dead.contains(r))?;
+                last.finished.is_none().then_some((run, name, last.number))
+            })
+            .collect();
         let dir = real_path(self.dir.path()).unwrap_or_else(|_| self.dir.path().to_path_buf());
-        let killed = process::kill_leftovers(&dir, &dead);
+        let killed = process::kill_leftovers(&dir, &running);
         for run in dead {
             let counts = self.history.run(run).map(|r| r.counts);
             self.record(journal::Record::RunFinished {

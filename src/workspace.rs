@@ -273,6 +273,20 @@ pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io:
             continue;
         }
         match std::fs::canonicalize(parent) {
+            // However it is spelled (`here/.stepwise` through `here -> .`,
+            // `st/journal.jsonl` through `st -> .stepwise`), a path that
+            // really is, or lies in, a state dir is never removed: it holds
+            // what is done.
+            Ok(real) if in_state_dir(&root, &real, path.file_name()) => {
+                failed.push((
+                    path.clone(),
+                    std::io::Error::other(format!(
+                        "it is really {}, inside stepwise's state dir",
+                        real.join(path.file_name().unwrap_or_default()).display()
+                    )),
+                ));
+                continue;
+            }
             Ok(real) if real.starts_with(&root) => {}
             Ok(real) => {
                 failed.push((
@@ -298,6 +312,21 @@ pub fn remove_outputs(pipeline: &Pipeline, id: StepId) -> Vec<(PathBuf, std::io:
         }
     }
     failed
+}
+
+/// Whether `parent/name`, with `parent` a real (resolved) folder under
+/// `root`, is a state dir or inside one: any folder of it below `root` is
+/// named like a state dir (`.stepwise`, `.stepwise-NAME`).
+fn in_state_dir(root: &Path, parent: &Path, name: Option<&std::ffi::OsStr>) -> bool {
+    let Ok(below) = parent.strip_prefix(root) else {
+        return false;
+    };
+    below
+        .components()
+        .map(|c| c.as_os_str())
+        .chain(name)
+        .filter_map(|c| c.to_str())
+        .any(crate::state_dir::is_state_dir_name)
 }
 
 fn is_glob(pattern: &str) -> bool {

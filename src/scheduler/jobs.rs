@@ -246,8 +246,8 @@ impl Scheduler<'_> {
             Vec::with_capacity(pipeline.env.len() + step.env.len() + 5);
         env.extend(pipeline.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         env.extend(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        env.push(("STEPWISE_STEP", &step.name));
-        env.push(("STEPWISE_ATTEMPT", &attempt_text));
+        env.push((crate::process::STEP_VAR, &step.name));
+        env.push((crate::process::ATTEMPT_VAR, &attempt_text));
         env.push((crate::process::RUN_VAR, &run));
         env.push((crate::process::STATE_DIR_VAR, &self.state_dir_var));
         // Tells a later run's clean-up of a dead runner's processes that
