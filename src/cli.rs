@@ -298,7 +298,13 @@ pub fn main() -> i32 {
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
         Err(e) => {
             let _ = std::io::stdout().flush();
-            eprintln!("{}", style.diagnostic(&e.to_string()));
+            // Whatever the message quotes (a step name, a line of the file,
+            // a path) cannot act on the terminal.
+            let text = e.to_string();
+            eprintln!(
+                "{}",
+                style.diagnostic(&crate::diagnostic::escape_controls(&text))
+            );
             e.exit_code()
         }
     }
@@ -566,6 +572,7 @@ fn report(project: &Project, output: Option<PathBuf>, runs: usize) -> Result<i32
     };
     let (html, warnings) = crate::html::render(project, &options)?;
     warn(&warnings);
+    let in_state_dir = output.is_none();
     let path = output.unwrap_or_else(|| project.state.path().join("report.html"));
     if path == Path::new("-") {
         return print(&html).map(|_| EXIT_OK);
@@ -573,7 +580,14 @@ fn report(project: &Project, output: Option<PathBuf>, runs: usize) -> Result<i32
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(&path, html).context(format!("cannot write {}", path.display()))?;
+    // Into the state dir atomically, replacing (never following) whatever
+    // is at that name; a path the user gave is written as they asked.
+    let written = if in_state_dir {
+        crate::hash::write_atomically(&path, html.as_bytes())
+    } else {
+        std::fs::write(&path, html)
+    };
+    written.context(format!("cannot write {}", path.display()))?;
     eprintln!(
         "wrote {}: open it in a browser",
         display_path(&std::path::absolute(&path).unwrap_or(path.clone())).display()
@@ -631,7 +645,7 @@ fn describe_compaction(c: &crate::state_dir::Compaction) -> String {
 
 fn warn(warnings: &[String]) {
     for w in warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", crate::diagnostic::escape_controls(w));
     }
 }
 

@@ -139,8 +139,25 @@ fn excerpt(line: &str, column: usize, width: usize) -> (String, usize, usize) {
             .min(chars.len().saturating_sub(MAX));
         to = (from + MAX).min(chars.len());
     }
-    let mut text: String = chars[from..to].iter().collect();
-    let mut caret = column.saturating_sub(from);
+    // A control character is shown escaped (`\u{1b}`), never sent to the
+    // terminal: a pipeline file must not be able to retitle or clear it.
+    // The caret is moved and widened by what the escapes add.
+    let mut text = String::new();
+    let (mut caret, mut caret_width) = (0, 0);
+    let end = column.saturating_add(width.max(1));
+    for (i, &c) in chars.iter().enumerate().take(to).skip(from) {
+        let shown = escape_char(c);
+        let len = shown.as_ref().map_or(1, |s| s.chars().count());
+        if i < column {
+            caret += len;
+        } else if i < end {
+            caret_width += len;
+        }
+        match shown {
+            Some(s) => text.push_str(&s),
+            None => text.push(c),
+        }
+    }
     if from > 0 {
         text.insert_str(0, "...");
         caret += 3;
@@ -148,8 +165,36 @@ fn excerpt(line: &str, column: usize, width: usize) -> (String, usize, usize) {
     if to < chars.len() {
         text.push_str("...");
     }
-    let width = width.min(to.saturating_sub(column).max(1));
-    (text, caret, width)
+    (text, caret, caret_width.max(1))
+}
+
+/// How a character that could act on a terminal is shown instead: control
+/// characters (ESC, BEL, CR...) and the bidirectional overrides that make
+/// text read otherwise than it is; `None` for every other character.
+fn escape_char(c: char) -> Option<String> {
+    let dangerous =
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    dangerous.then(|| c.escape_unicode().to_string())
+}
+
+/// `text` with every character that could act on a terminal escaped
+/// (`\u{1b}`), except line breaks and tabs: for any text from a user's file
+/// or state that is printed, in a message or elsewhere.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c != '\n' && c != '\t' && escape_char(c).is_some())
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match escape_char(c) {
+            Some(e) if c != '\n' && c != '\t' => out.push_str(&e),
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The closest candidate to `word` if it is close enough to be a likely typo.
@@ -221,6 +266,23 @@ mod tests {
         let shown = lines[3];
         let at = caret.find('^').unwrap();
         assert_eq!(&shown[at..at + 1], "\"", "{text}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_caret_still_points_at_them() {
+        let (text, caret, width) = excerpt("name = \"a\u{1b}[31m\"", 9, 1);
+        assert_eq!(text, "name = \"a\\u{1b}[31m\"");
+        assert_eq!((caret, width), (9, 6), "under the whole escape");
+        let (_, caret, _) = excerpt("\u{7}\u{7}x", 2, 1);
+        assert_eq!(caret, 10, "after two escapes of five characters");
+        assert_eq!(
+            escape_controls("a\u{1b}]0;t\u{7}\nb\tc\u{202e}"),
+            "a\\u{1b}]0;t\\u{7}\nb\tc\\u{202e}"
+        );
+        assert!(matches!(
+            escape_controls("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -468,6 +468,7 @@ impl Run {
             .create(true)
             .truncate(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)
             .context(format!("cannot create {}", tmp.display()))?;
         file.write_all(json)

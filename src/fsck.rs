@@ -351,6 +351,7 @@ fn read_journal(state: &StateDir) -> Result<(Vec<u8>, Examination)> {
 }
 
 fn run_check(state: &StateDir, out: &mut String) -> Result<i32> {
+    state.check_safe()?;
     if !state.path().is_dir() {
         let _ = writeln!(
             out,
@@ -368,6 +369,7 @@ fn run_check(state: &StateDir, out: &mut String) -> Result<i32> {
         let _ = writeln!(out, "problem: {cache}");
     }
     note_permissions(state, out);
+    note_temp_files(state, out);
     let problems = x.problems() + usize::from(cache.is_some());
     if problems == 0 {
         let _ = writeln!(out, "clean: {} records, no problem", x.records);
@@ -453,6 +455,28 @@ fn check_cache(state: &StateDir) -> Option<String> {
     }
 }
 
+/// Temp files of atomic rewrites: debris of a writer killed mid-rewrite
+/// (harmless: the file they were to replace is whole), or one being written
+/// right now.
+fn note_temp_files(state: &StateDir, out: &mut String) {
+    for t in state.temp_files() {
+        let shown = display_path(&t.path).display().to_string();
+        let _ = if t.writer_alive {
+            writeln!(
+                out,
+                "note: temp file {shown}: process {} is writing it",
+                t.pid
+            )
+        } else {
+            writeln!(
+                out,
+                "note: temp file {shown} left by process {}, which died mid-rewrite; harmless, and the next run, gc or `fsck --repair` removes it",
+                t.pid
+            )
+        };
+    }
+}
+
 fn note_permissions(state: &StateDir, out: &mut String) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = fs::metadata(state.path()) {
@@ -468,6 +492,7 @@ fn note_permissions(state: &StateDir, out: &mut String) {
 }
 
 fn run_repair(state: &StateDir, out: &mut String) -> Result<i32> {
+    state.check_safe()?;
     if !state.path().is_dir() {
         let _ = writeln!(
             out,
@@ -569,6 +594,11 @@ fn run_repair(state: &StateDir, out: &mut String) -> Result<i32> {
         }
     }
     note_permissions(state, out);
+    let removed = state.remove_dead_temp_files();
+    if removed > 0 {
+        let _ = writeln!(out, "removed {removed} temp file(s) left by dead processes");
+    }
+    note_temp_files(state, out);
     if left == 0 {
         if !rewrite {
             let _ = writeln!(out, "clean: {} records, nothing to repair", x.records);

@@ -1118,6 +1118,8 @@ impl JsonlStore {
             .append(true)
             .create(true)
             .mode(0o600)
+            // A planted symlink must not have records appended to its target.
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
             .context(format!("cannot open the journal {}", path.display()))?;
         if created && let Some(dir) = path.parent() {

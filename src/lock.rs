@@ -228,7 +228,7 @@ const DEAD_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether process `pid` exists and is not a zombie (a zombie's descriptors
 /// are closed already).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // "pid (comm) S ...": the state follows the last parenthesis.
         Ok(stat) => stat

@@ -151,7 +151,17 @@ pub fn write_script(path: &Path, text: &str) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, text)?;
+    // Never through a symlink planted in the state dir.
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o700)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    drop(file);
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }
 

@@ -141,6 +141,86 @@ impl StateDir {
         self.logs().join(log_file_name(step, attempt))
     }
 
+    /// Refuses (exit 2, before anything is read, run or written) a state
+    /// dir that stepwise could be led out of: one that is a symlink or not
+    /// a folder, or that holds a symlink. A `.stepwise/` committed to a
+    /// repository and cloned could otherwise make `run` write its journal
+    /// into, or `gc` delete, files anywhere the user can write. Also
+    /// refused: a symlink named `journal.jsonl` or `lock` that dangles.
+    /// Nothing is followed, so a state dir that does not exist yet passes.
+    pub fn check_safe(&self) -> Result<()> {
+        let refuse = |what: String, help: String| {
+            Err(Error::Usage {
+                message: what,
+                help: Some(help),
+            })
+        };
+        let shown = self.dir.display();
+        match fs::symlink_metadata(&self.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(e).context(format!("cannot look at the state dir {shown}"));
+            }
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = fs::read_link(&self.dir).unwrap_or_default();
+                return refuse(
+                    format!(
+                        "the state dir {shown} is a symlink (to {}): stepwise never follows a symlink where it keeps its state",
+                        target.display()
+                    ),
+                    format!(
+                        "if you made it, replace the link by the folder itself (`rm {shown} && mv {} {shown}`); if it came with the project, remove it; nothing was run or changed",
+                        target.display()
+                    ),
+                );
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return refuse(
+                    format!(
+                        "{shown} is a file, not a folder: stepwise keeps its state in a folder of that name"
+                    ),
+                    format!(
+                        "move the file away (`mv {shown} {shown}.old`) and run again; nothing was run or changed"
+                    ),
+                );
+            }
+            Ok(_) => {}
+        }
+        // The top level, and the Slurm folder whose files job scripts write
+        // by name. (A symlinked log file is refused when opened; the logs
+        // folder may hold many thousands, not worth reading on every plan.)
+        let slurm = self.dir.join("slurm");
+        let mut entries: Vec<fs::DirEntry> = fs::read_dir(&self.dir)
+            .and_then(|d| d.collect())
+            .context(format!("cannot read the state dir {shown}"))?;
+        if fs::symlink_metadata(&slurm).is_ok_and(|m| m.is_dir()) {
+            entries.extend(
+                fs::read_dir(&slurm)
+                    .and_then(|d| d.collect::<std::io::Result<Vec<_>>>())
+                    .context(format!("cannot read {}", slurm.display()))?,
+            );
+        }
+        for entry in entries {
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if is_link {
+                let path = entry.path();
+                let target = fs::read_link(&path).unwrap_or_default();
+                return refuse(
+                    format!(
+                        "{} is a symlink (to {}): stepwise never follows a symlink inside its state dir, where it would write or delete what the link points to",
+                        path.display(),
+                        crate::diagnostic::escape_controls(&target.to_string_lossy())
+                    ),
+                    format!(
+                        "remove the link (`rm {}`); stepwise recreates what it needs. Nothing was run or changed",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the journal without taking the lock: safe while a run is in
     /// progress, which it then reports in [`Loaded::writer`].
     pub fn load(&self) -> Result<Loaded> {
@@ -182,6 +262,7 @@ impl StateDir {
         resume: &mut dyn FnMut(&fs::File) -> Option<journal::Resume>,
         visit: &mut dyn FnMut(journal::Record),
     ) -> Result<(Option<Holder>, Vec<String>)> {
+        self.check_safe()?;
         let report = journal::read_file_with(&self.journal(), resume, visit)?;
         // Asked after reading: a run that started meanwhile explains a
         // partial last line (a record being written), which is then no news.
@@ -202,6 +283,7 @@ impl StateDir {
     /// Creates the state dir if needed, takes the lock (or fails with
     /// [`Error::Locked`](crate::Error::Locked)), and reads the journal.
     pub fn open_writer(&self, sync: SyncMode, command: &str) -> Result<Writer> {
+        self.check_safe()?;
         if !self.dir.is_dir() {
             create_private_dir(&self.dir).context(format!(
                 "cannot create the state dir {}",
@@ -213,6 +295,9 @@ impl StateDir {
         }
         self.check_writable()?;
         let lock = StateLock::acquire(&self.lock(), command)?;
+        // What a writer killed mid-rewrite left; a live reader's (a `plan`
+        // writing the pipeline cache) is left alone.
+        self.remove_dead_temp_files();
         let history = std::cell::RefCell::new(History::default());
         let snapshot_path = self.snapshot();
         let mut snapshot = (Vec::new(), 0, 0);
@@ -246,6 +331,55 @@ impl StateDir {
             sync,
             _lock: lock,
         })
+    }
+}
+
+/// A temp file of an atomic rewrite (`.NAME.tmp.PID`, see
+/// [`crate::hash::write_atomically`]) found in the state dir.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TempFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The process that was writing it.
+    pub pid: u32,
+    /// Whether that process is still alive (then it may be writing it now).
+    pub writer_alive: bool,
+}
+
+impl StateDir {
+    /// The temp files of atomic rewrites in the state dir: what a writer
+    /// killed between creating one and renaming it leaves behind.
+    pub fn temp_files(&self) -> Vec<TempFile> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let me = std::process::id();
+        let mut found: Vec<TempFile> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
+                let (_, pid) = name.strip_prefix('.')?.rsplit_once(".tmp.")?;
+                let pid: u32 = pid.parse().ok()?;
+                Some(TempFile {
+                    path: e.path(),
+                    pid,
+                    writer_alive: pid != me && crate::lock::alive(pid),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        found
+    }
+
+    /// Removes the temp files whose writer is dead (see
+    /// [`StateDir::temp_files`]); returns how many.
+    pub fn remove_dead_temp_files(&self) -> usize {
+        self.temp_files()
+            .into_iter()
+            .filter(|t| !t.writer_alive && fs::remove_file(&t.path).is_ok())
+            .count()
     }
 }
 
@@ -524,6 +658,12 @@ pub fn file_name_safe(step: &str) -> String {
 /// Deletes the files of `dir` (only there, not below) whose names end with
 /// `suffix` and are not in `keep`; returns how many.
 fn remove_unlisted(dir: &Path, suffix: &str, keep: &std::collections::HashSet<String>) -> usize {
+    // Never through a symlink: a planted `logs -> ~/project` would lose
+    // every `*.log` there. (Refused when the state dir was opened; this
+    // holds even if the link appeared since.)
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return 0;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -124,3 +124,220 @@ after = ["svc"]
         nix::sys::signal::Signal::SIGKILL,
     );
 }
+
+// ---- symlinks planted inside the state dir are refused, never followed ----
+
+const ONE_STEP: &str = "[[step]]\nname = \"a\"\nrun = \"echo a >> ran\"\n";
+
+/// A file outside the project, with its exact bytes, to check nothing
+/// touched it.
+fn outside_file(contents: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("precious");
+    std::fs::write(&path, contents).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_lock_file_symlinked_outside_is_refused_and_its_target_untouched() {
+    let (_keep, precious) = outside_file("precious\n");
+    let space = Space::with(ONE_STEP);
+    std::fs::create_dir(space.join(".stepwise")).unwrap();
+    symlink(&precious, space.join(".stepwise/lock")).unwrap();
+    for cmd in [
+        &["run"][..],
+        &["forget", "a"],
+        &["gc"],
+        &["fsck", "--repair"],
+    ] {
+        space
+            .run(cmd)
+            .code(2)
+            .stderr_has(".stepwise/lock is a symlink")
+            .stderr_has("never follows a symlink inside its state dir")
+            .stderr_has("rm ");
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
+    assert!(space.ran().is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_journal_symlinked_outside_gets_no_record_even_when_the_link_dangles() {
+    let (keep, precious) = outside_file("a line without its newline");
+    let space = Space::with(ONE_STEP);
+    std::fs::create_dir(space.join(".stepwise")).unwrap();
+    symlink(&precious, space.join(".stepwise/journal.jsonl")).unwrap();
+    space
+        .run(&["run"])
+        .code(2)
+        .stderr_has("journal.jsonl is a symlink");
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("journal.jsonl is a symlink");
+    space
+        .run(&["fsck"])
+        .code(2)
+        .stderr_has("journal.jsonl is a symlink");
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "a line without its newline"
+    );
+    // Dangling: no file is created at the target.
+    let nowhere = keep.path().join("created-by-stepwise");
+    std::fs::remove_file(space.join(".stepwise/journal.jsonl")).unwrap();
+    symlink(&nowhere, space.join(".stepwise/journal.jsonl")).unwrap();
+    space.run(&["run"]).code(2);
+    assert!(!nowhere.exists(), "no file was created outside");
+}
+
+#[test]
+fn a_logs_folder_symlinked_outside_never_loses_its_log_files_to_gc() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("server.log"), "keep me\n").unwrap();
+    let space = Space::with(ONE_STEP);
+    space.run(&["run"]).success();
+    std::fs::remove_dir_all(space.join(".stepwise/logs")).unwrap();
+    symlink(outside.path(), space.join(".stepwise/logs")).unwrap();
+    space
+        .run(&["gc"])
+        .code(2)
+        .stderr_has(".stepwise/logs is a symlink");
+    space
+        .run(&["run"])
+        .code(2)
+        .stderr_has(".stepwise/logs is a symlink");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("server.log")).unwrap(),
+        "keep me\n"
+    );
+}
+
+#[test]
+fn a_report_symlinked_outside_is_never_overwritten() {
+    let (_keep, precious) = outside_file("precious\n");
+    let space = Space::with(ONE_STEP);
+    space.run(&["run"]).success();
+    symlink(&precious, space.join(".stepwise/report.html")).unwrap();
+    space
+        .run(&["report"])
+        .code(2)
+        .stderr_has("report.html is a symlink");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
+}
+
+#[test]
+fn a_state_dir_that_is_a_symlink_is_refused() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let space = Space::with(ONE_STEP);
+    symlink(elsewhere.path(), space.join(".stepwise")).unwrap();
+    space
+        .run(&["run"])
+        .code(2)
+        .stderr_has("the state dir")
+        .stderr_has("is a symlink");
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    assert!(space.ran().is_empty());
+}
+
+// ---- a `.stepwise` that is a file ----
+
+#[test]
+fn a_state_dir_that_is_a_file_is_named_with_what_to_do_by_run_plan_and_fsck() {
+    let space = Space::with(ONE_STEP);
+    space.write(".stepwise", "not a folder\n");
+    for cmd in [
+        &["run"][..],
+        &["plan"],
+        &["fsck"],
+        &["fsck", "--repair"],
+        &["status"],
+    ] {
+        space
+            .run(cmd)
+            .code(2)
+            .stderr_has(".stepwise is a file, not a folder")
+            .stderr_has("mv ");
+    }
+    assert_eq!(space.read(".stepwise"), "not a folder\n");
+    assert!(space.ran().is_empty());
+}
+
+// ---- what a message quotes cannot act on the terminal ----
+
+#[test]
+fn control_characters_in_the_pipeline_file_are_shown_escaped_in_every_message() {
+    // A name with a colour code, and a comment that would set the title and
+    // clear the screen, on the line of an error.
+    let space = Space::with(
+        "[[step]]\nname = \"a\\u001b[31mred\"\nrun = \"true\" # \u{1b}]0;PWNED\u{7}\u{1b}[2J\n",
+    );
+    let sgr = regex::Regex::new("\u{1b}\\[[0-9;]*m").unwrap();
+    for color in ["never", "always"] {
+        let out = space.run(&["--color", color, "plan"]);
+        out.code(2);
+        assert!(
+            !out.stderr.contains('\u{7}'),
+            "a raw BEL in:\n{}",
+            out.stderr
+        );
+        // The only escape sequences left are stepwise's own colours (SGR,
+        // `ESC [ digits ; m`), and none at all without colour.
+        let rest = sgr.replace_all(&out.stderr, "");
+        assert!(!rest.contains('\u{1b}'), "a raw escape in:\n{}", out.stderr);
+        if color == "never" {
+            assert!(!out.stderr.contains('\u{1b}'), "{}", out.stderr);
+        }
+        assert!(
+            out.stderr.contains("\\u{1b}"),
+            "shown escaped:\n{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("[31mred"), "{}", out.stderr);
+    }
+}
+
+// ---- temp files left by a kill ----
+
+/// A pid that no process has now: one that exited and was reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn temp_files_of_a_writer_killed_mid_rewrite_are_listed_by_fsck_and_removed_by_the_next_writer() {
+    let space = Space::with(ONE_STEP);
+    space.run(&["run"]).success();
+    let dead = dead_pid();
+    let journal_tmp = format!(".stepwise/.journal.jsonl.tmp.{dead}");
+    let cache_tmp = format!(".stepwise/.pipeline-cache.tmp.{dead}");
+    // One being written right now by a live process (a `plan` writing its
+    // cache): never removed.
+    let live_tmp = format!(".stepwise/.pipeline-cache.tmp.{}", std::process::id());
+    for tmp in [&journal_tmp, &cache_tmp, &live_tmp] {
+        space.write(tmp, "half a file");
+    }
+    space
+        .run(&["fsck"])
+        .success()
+        .stdout_has(&format!("temp file {journal_tmp} left by process {dead}"))
+        .stdout_has(&format!("temp file {cache_tmp} left by process {dead}"))
+        .stdout_has("is writing it");
+    assert!(
+        space.exists(&journal_tmp),
+        "fsck without --repair changes nothing"
+    );
+    space.run(&["run"]).success();
+    assert!(!space.exists(&journal_tmp) && !space.exists(&cache_tmp));
+    assert!(space.exists(&live_tmp), "a live writer's temp file is kept");
+
+    space.write(&journal_tmp, "again");
+    space
+        .run(&["fsck", "--repair"])
+        .success()
+        .stdout_has("removed 1 temp file(s) left by dead processes");
+    assert!(!space.exists(&journal_tmp));
+}
