@@ -22,7 +22,7 @@
 //!   process group, what still runs after the grace period is killed, and the
 //!   run ends with 128 + the signal number; a second signal kills at once.
 //!
-//! Steps whose executor is Slurm run as batch jobs instead (see [`jobs`]):
+//! Steps whose executor is Slurm run as batch jobs instead (see `scheduler::jobs`):
 //! the same loop submits them, and a timer asks Slurm about all of them at
 //! once every `poll_interval`. They count against `jobs` like processes, go
 //! through the same retry and failure policy, and a signal cancels them.

@@ -281,7 +281,7 @@ impl StateDir {
     }
 
     /// Creates the state dir if needed, takes the lock (or fails with
-    /// [`Error::Locked`](crate::Error::Locked)), and reads the journal.
+    /// [`Error::Locked`]), and reads the journal.
     pub fn open_writer(&self, sync: SyncMode, command: &str) -> Result<Writer> {
         self.check_safe()?;
         if !self.dir.is_dir() {
