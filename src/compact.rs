@@ -356,7 +356,7 @@ mod tests {
         runs.runs
             .iter()
             .map(|r| {
-                let mut doc = crate::views::run_json(r, None);
+                let mut doc = crate::view::history::run_json(r, None);
                 let failed = doc.as_object_mut().unwrap().remove("failed").unwrap();
                 (doc, serde_json::from_value(failed).unwrap())
             })

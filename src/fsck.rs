@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, IoContext, Result};
 use crate::journal::{self, Record, RecordError};
 use crate::lock::StateLock;
-use crate::report::display_path;
 use crate::state_dir::StateDir;
+use crate::view::progress::display_path;
 
 /// A journal line that cannot be read as a record.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -145,17 +145,15 @@
 //! - [`fingerprint`], [`hash`] and [`workspace`]: what defines a step, and
 //!   what the files on disk say about it
 //! - [`plan`](mod@plan): which steps run and why
-//! - [`scheduler`] and [`process`]: running commands along the graph
+//! - [`run`]: doing the work: the scheduler, local processes, Slurm jobs
 //! - [`state_dir`] and [`lock`]: the `.stepwise/` folder and its one writer
 //! - [`fsck`]: checking the state dir, and repairing an unreadable journal
 //! - [`project`]: a pipeline and its state dir, with the operations of the
 //!   command line as library calls
-//! - [`report`]: what a run prints, behind the `Progress` trait; [`live`]
-//!   (the status area on a terminal), [`events`] (`run --events json`) and
-//!   [`style`] (colour)
-//! - [`runs`], [`views`], [`graph`] and [`html`]: looking back at the runs:
-//!   `history`, `status --run`, `graph` and the HTML `report`
-//! - [`init`]: the starter pipeline file
+//! - [`runs`]: the journal seen run by run
+//! - [`view`]: what stepwise shows: a run's progress (console, live
+//!   display, `--events json`), `history`, `status --run`, `graph` and the
+//!   HTML `report`; [`style`] (colour)
 //! - [`cli`]: the command line, a thin layer over the above
 
 #![deny(missing_docs)]
@@ -186,31 +184,23 @@ pub mod compact;
 pub mod diagnostic;
 pub mod durable;
 pub mod error;
-pub mod events;
 pub mod fingerprint;
 pub mod fsck;
-pub mod graph;
 pub mod hash;
 pub mod history;
-pub mod html;
-pub mod init;
 pub mod journal;
-pub mod live;
 pub mod lock;
 pub mod pipeline;
 pub mod pipeline_cache;
 pub mod plan;
-pub mod process;
 pub mod project;
-pub mod report;
+pub mod run;
 pub mod runs;
-pub mod scheduler;
-pub mod slurm;
 pub mod snapshot;
 pub mod state_dir;
 pub mod style;
 pub mod time;
-pub mod views;
+pub mod view;
 pub mod workspace;
 
 pub use checkpoint::{ResumePlan, resume_from_checkpoint};

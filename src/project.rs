@@ -10,9 +10,9 @@ use crate::history::Attempt;
 use crate::journal::{Record, Stamp, now};
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Mode, Plan, StepPlan, plan};
-use crate::report::Progress;
-use crate::scheduler::{RunOptions, RunSummary, execute_adopting, reattach};
+use crate::run::scheduler::{RunOptions, RunSummary, execute_adopting, reattach};
 use crate::state_dir::{Compaction, Loaded, StateDir};
+use crate::view::progress::Progress;
 use crate::workspace::{MissingInput, Survey};
 
 /// A loaded pipeline and where its state lives.

@@ -11,7 +11,7 @@ use crate::history::History;
 use crate::journal::{self, JsonlStore, StepValue, Store};
 use crate::lock::{Holder, StateLock};
 use crate::pipeline::{Pipeline, SyncMode};
-use crate::process;
+use crate::run::process;
 
 /// The name of the state dir.
 pub const STATE_DIR: &str = ".stepwise";

@@ -13,8 +13,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use stepwise::plan::{Action, Mode};
 use stepwise::project::Project;
-use stepwise::report::Silent;
-use stepwise::scheduler::RunOptions;
+use stepwise::run::scheduler::RunOptions;
+use stepwise::view::progress::Silent;
 
 #[derive(Clone, Debug)]
 enum Edit {

@@ -5,8 +5,8 @@ use common::*;
 
 use stepwise::plan::Mode;
 use stepwise::project::Project;
-use stepwise::report::Silent;
-use stepwise::scheduler::RunOptions;
+use stepwise::run::scheduler::RunOptions;
+use stepwise::view::progress::Silent;
 
 /// A no-op run of a 10,000-step pipeline reads the journal once and hashes
 /// no file: every output's hash comes from the stat cache. Once a run has

@@ -25,9 +25,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::journal::{Millis, Outcome, Record, Store, now};
 use crate::pipeline::StepId;
 use crate::plan::{self, Mode};
-use crate::report::Progress;
-use crate::slurm::{self, AttemptFiles, SlurmError};
+use crate::run::slurm::{self, AttemptFiles, SlurmError};
 use crate::state_dir::{StateDir, Writer};
+use crate::view::progress::Progress;
 
 /// How long a job Slurm calls over may take to show its status file (a
 /// shared filesystem can be that slow to show another node's writes)
@@ -246,13 +246,13 @@ impl Scheduler<'_> {
             Vec::with_capacity(pipeline.env.len() + step.env.len() + 5);
         env.extend(pipeline.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         env.extend(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        env.push((crate::process::STEP_VAR, &step.name));
-        env.push((crate::process::ATTEMPT_VAR, &attempt_text));
-        env.push((crate::process::RUN_VAR, &run));
-        env.push((crate::process::STATE_DIR_VAR, &self.state_dir_var));
+        env.push((crate::run::process::STEP_VAR, &step.name));
+        env.push((crate::run::process::ATTEMPT_VAR, &attempt_text));
+        env.push((crate::run::process::RUN_VAR, &run));
+        env.push((crate::run::process::STATE_DIR_VAR, &self.state_dir_var));
         // Tells a later run's clean-up of a dead runner's processes that
         // this one belongs to Slurm (on a node that is also this machine).
-        env.push((crate::process::EXECUTOR_VAR, "slurm"));
+        env.push((crate::run::process::EXECUTOR_VAR, "slurm"));
         let script = slurm::Script {
             step: &step.name,
             attempt,

@@ -32,7 +32,7 @@ use crate::journal::{self, Outcome, Record, Stamp, StepValue, now};
 use crate::lock::LIBRARY_COMMAND;
 use crate::pipeline::{DEFAULT_RETRY_DELAY, NAME_RULE, SyncMode, name_problem};
 use crate::plan::{Action, State, describe_not_done, describe_success, staleness};
-use crate::scheduler::retry_delay;
+use crate::run::scheduler::retry_delay;
 use crate::state_dir::{StateDir, Writer};
 use crate::workspace::StepFacts;
 

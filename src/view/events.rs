@@ -35,8 +35,8 @@ use crate::history::History;
 use crate::journal::{Outcome, now};
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Action, Plan, describe_outcome};
-use crate::report::Progress;
-use crate::scheduler::{NotRun, RunSummary};
+use crate::run::scheduler::{NotRun, RunSummary};
+use crate::view::progress::Progress;
 
 /// The version of the events' schema.
 pub const EVENTS_VERSION: u32 = 1;

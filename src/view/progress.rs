@@ -3,8 +3,8 @@
 //! nobody.
 //!
 //! Implementations: [`Console`] (plain append-only lines, for CI logs, pipes
-//! and files), [`crate::live::Live`] (a status area redrawn in place, for a
-//! terminal), [`crate::events::Events`] (`run --events json`), [`Silent`],
+//! and files), [`crate::view::live::Live`] (a status area redrawn in place, for a
+//! terminal), [`crate::view::events::Events`] (`run --events json`), [`Silent`],
 //! and [`Both`] to feed two of them.
 
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ use crate::history::History;
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Plan, describe_outcome};
-use crate::scheduler::{NotRun, RunSummary};
+use crate::run::scheduler::{NotRun, RunSummary};
 use crate::style::{Paint, Style};
 use crate::time::format_duration_ms;
 

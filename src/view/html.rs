@@ -18,14 +18,14 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::error::Result;
-use crate::graph::{self, Kind, escape_html};
 use crate::history::Attempt;
 use crate::journal::{Millis, Outcome, now};
 use crate::plan::{Mode, describe_outcome};
 use crate::project::Project;
-use crate::report::{display_path, tail};
 use crate::runs::{Run, Runs};
 use crate::time::{format_duration_ms, format_time};
+use crate::view::graph::{self, Kind, escape_html};
+use crate::view::progress::{display_path, tail};
 
 /// What the report shows.
 #[derive(Clone, Debug)]
@@ -299,7 +299,7 @@ fn outcome_text(a: &Attempt) -> String {
 
 fn attempt_cell(a: &Attempt) -> String {
     let (code, _) = a.finished.as_ref().map_or((None, None), |f| {
-        crate::events::exit_code_and_signal(&f.outcome)
+        crate::view::events::exit_code_and_signal(&f.outcome)
     });
     let which = if a.imported() {
         "imported".to_string()
@@ -343,7 +343,7 @@ fn timeline_data(runs: &[&Run], live: Option<u64>) -> Value {
                     let (exit_code, signal) = a
                         .finished
                         .as_ref()
-                        .map_or((None, None), |f| crate::events::exit_code_and_signal(&f.outcome));
+                        .map_or((None, None), |f| crate::view::events::exit_code_and_signal(&f.outcome));
                     json!({
                         "step": name,
                         "attempt": a.number,

@@ -1,6 +1,8 @@
 //! The command line: parses arguments, calls the library, prints, and maps
 //! every error to an exit code in one place.
 
+pub mod init;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -10,20 +12,20 @@ use serde_json::json;
 use crate::checkpoint::{format_checkpoint, parse_checkpoint};
 use crate::diagnostic::Diagnostic;
 use crate::error::{EXIT_OK, Error, IoContext, Result};
-use crate::events::Events;
 use crate::history::export_checkpoint;
-use crate::html::ReportOptions;
-use crate::live::Live;
 use crate::pipeline::DEFAULT_FILE;
 use crate::plan::{Action, Mode, State, attempt_duration, describe_outcome};
 use crate::project::{Project, Why};
-use crate::report::{Both, Console, ConsoleOptions, OutputMode, Progress, display_path};
+use crate::run::scheduler::RunOptions;
 use crate::runs::Runs;
-use crate::scheduler::RunOptions;
 use crate::state_dir::StateDir;
 use crate::style::{ColorChoice, Style};
 use crate::time::format_time;
-use crate::views::{self, attempt_json};
+use crate::view::events::Events;
+use crate::view::history::{self, attempt_json};
+use crate::view::html::ReportOptions;
+use crate::view::live::Live;
+use crate::view::progress::{Both, Console, ConsoleOptions, OutputMode, Progress, display_path};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -331,7 +333,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // The commands that need no pipeline.
     match &cli.command {
         Command::Init => {
-            crate::init::init(&path)?;
+            crate::cli::init::init(&path)?;
             let command = if path == Path::new(DEFAULT_FILE) {
                 "stepwise run".to_string()
             } else {
@@ -510,10 +512,10 @@ fn run(
 fn history(project: &Project, limit: usize, json: bool) -> Result<i32> {
     let (runs, live) = load_runs(project)?;
     if json {
-        let doc = views::history_json(&runs, live, limit);
+        let doc = history::history_json(&runs, live, limit);
         return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
-    print(&views::history_text(&runs, live, limit)).map(|_| EXIT_OK)
+    print(&history::history_text(&runs, live, limit)).map(|_| EXIT_OK)
 }
 
 /// Every run of the journal, and the id of the run in progress, if any.
@@ -547,10 +549,10 @@ fn status_of_run(project: &Project, id: u64, json: bool) -> Result<i32> {
     };
     let (pipeline, state) = (&project.pipeline, &project.state);
     if json {
-        let doc = views::run_status_json(pipeline, state, run, live);
+        let doc = history::run_status_json(pipeline, state, run, live);
         return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
-    print(&views::run_status_text(pipeline, state, run, live)).map(|_| EXIT_OK)
+    print(&history::run_status_text(pipeline, state, run, live)).map(|_| EXIT_OK)
 }
 
 fn graph(project: &Project, steps: &[String], format: GraphFormat) -> Result<i32> {
@@ -558,9 +560,9 @@ fn graph(project: &Project, steps: &[String], format: GraphFormat) -> Result<i32
     warn(&inspection.loaded.warnings);
     let (pipeline, plan) = (&project.pipeline, &inspection.plan);
     let text = match format {
-        GraphFormat::Dot => crate::graph::dot(pipeline, plan),
-        GraphFormat::Mermaid => crate::graph::mermaid(pipeline, plan),
-        GraphFormat::Json => format!("{}\n", crate::graph::json(pipeline, plan)),
+        GraphFormat::Dot => crate::view::graph::dot(pipeline, plan),
+        GraphFormat::Mermaid => crate::view::graph::mermaid(pipeline, plan),
+        GraphFormat::Json => format!("{}\n", crate::view::graph::json(pipeline, plan)),
     };
     print(&text).map(|_| EXIT_OK)
 }
@@ -570,7 +572,7 @@ fn report(project: &Project, output: Option<PathBuf>, runs: usize) -> Result<i32
         runs,
         ..ReportOptions::default()
     };
-    let (html, warnings) = crate::html::render(project, &options)?;
+    let (html, warnings) = crate::view::html::render(project, &options)?;
     warn(&warnings);
     let in_state_dir = output.is_none();
     let path = output.unwrap_or_else(|| project.state.path().join("report.html"));

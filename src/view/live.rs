@@ -33,10 +33,10 @@ use crate::history::History;
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::Plan;
-use crate::report::{Console, ConsoleOptions, Progress};
-use crate::scheduler::RunSummary;
+use crate::run::scheduler::RunSummary;
 use crate::style::{Paint, Style};
 use crate::time::format_duration_ms;
+use crate::view::progress::{Console, ConsoleOptions, Progress};
 
 /// The shortest time between two redraws of the status area: at most 20 a
 /// second.

@@ -45,9 +45,9 @@ use crate::error::{EXIT_FAILED, EXIT_OK, IoContext, Result};
 use crate::journal::{Outcome, Record, Stamp, Store, now};
 use crate::pipeline::{DEFAULT_KILL_GRACE, Executor, Pipeline, StepId};
 use crate::plan::{self, Mode, Plan};
-use crate::process::{self, Child, LazyLog};
-use crate::report::{Progress, Tee};
+use crate::run::process::{self, Child, LazyLog};
 use crate::state_dir::{StateDir, Writer};
+use crate::view::progress::{Progress, Tee};
 use crate::workspace::{self, Survey};
 
 mod jobs;

@@ -3,14 +3,14 @@
 
 use serde_json::{Value, json};
 
-use crate::events::exit_code_and_signal;
 use crate::history::Attempt;
 use crate::pipeline::Pipeline;
 use crate::plan::describe_outcome;
-use crate::report::display_path;
 use crate::runs::{Run, RunResult, Runs};
 use crate::state_dir::StateDir;
 use crate::time::{format_duration_ms, format_time};
+use crate::view::events::exit_code_and_signal;
+use crate::view::progress::display_path;
 
 /// The version of the `history --json` and `status --run --json` schemas.
 pub const VIEWS_VERSION: u32 = 1;

@@ -277,7 +277,7 @@ fn slurm_command(program: &str, args: &[String], dir: Option<&Path>) -> Result<S
 
 /// Whether `sbatch` can be run here.
 pub fn available() -> bool {
-    crate::process::resolve_program("sbatch", None).is_absolute()
+    crate::run::process::resolve_program("sbatch", None).is_absolute()
 }
 
 /// Submits a batch job; returns its id. `dir` is where `sbatch` runs (the
