@@ -1071,28 +1071,12 @@ fn status(project: &Project, json: bool, expand: bool) -> Result<i32> {
     };
     let header = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"].map(String::from);
     let (header, rows) = with_job_column(loaded, pipeline, the_plan, header, rows);
-    let mut widths = vec![0usize; header.len()];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let mut out = String::new();
     if let Some(holder) = &loaded.writer {
         out += &format!("{holder} is working on this pipeline\n");
     }
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:w$}  "));
-            }
-        }
-        out += line.trim_end();
-        out.push('\n');
-    }
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    out += &history::table(&header, &rows, &[]);
     print(&out).map(|_| EXIT_OK)
 }
 

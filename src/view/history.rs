@@ -108,12 +108,14 @@ pub fn history_json(runs: &Runs, live: Option<u64>, limit: usize) -> Value {
 }
 
 /// Lines of a table: columns padded to their widest cell, the last one
-/// left as it is; columns in `right` aligned to the right.
+/// left as it is; columns in `right` aligned to the right. Widths are
+/// counted in columns on screen, so a CJK name keeps the table aligned.
 pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    use unicode_width::UnicodeWidthStr;
+    let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.width());
         }
     }
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
@@ -123,11 +125,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
         for (i, (cell, &w)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 line.push_str(cell);
-            } else if right.contains(&i) {
-                line.push_str(&format!("{cell:>w$}  "));
-            } else {
-                line.push_str(&format!("{cell:w$}  "));
+                continue;
             }
+            let pad = " ".repeat(w.saturating_sub(cell.width()));
+            if right.contains(&i) {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+            line.push_str("  ");
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -305,6 +313,16 @@ pub fn run_status_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_with_wide_characters_stays_aligned() {
+        let rows = vec![
+            vec!["写真".to_string(), "1".to_string(), "x".to_string()],
+            vec!["ab".to_string(), "22".to_string(), "y".to_string()],
+        ];
+        let text = table(&["NAME", "N", "LOG"], &rows, &[1]);
+        assert_eq!(text, "NAME   N  LOG\n写真   1  x\nab    22  y\n");
+    }
 
     #[test]
     fn tables_pad_every_column_but_the_last() {

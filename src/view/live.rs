@@ -28,6 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use unicode_width::UnicodeWidthStr;
 
 use crate::history::History;
 use crate::journal::Outcome;
@@ -304,7 +305,7 @@ impl State {
         let name_width = self
             .running
             .iter()
-            .map(|r| r.name.chars().count())
+            .map(|r| r.name.width())
             .max()
             .unwrap_or(0)
             .min(width / 2);
@@ -316,8 +317,8 @@ impl State {
         for r in &self.running[..shown] {
             let elapsed = now.saturating_duration_since(r.since).as_millis() as u64;
             let mut line = format!(
-                "  {:name_width$}  {}",
-                truncate(&r.name, name_width),
+                "  {}  {}",
+                fit(&r.name, name_width),
                 format_duration_ms(elapsed)
             );
             if r.attempt > 1 {
@@ -350,7 +351,7 @@ impl State {
         if self.failed > 0 {
             tail += &format!("  {} failed", self.failed);
         }
-        let room = width.saturating_sub(count.chars().count() + tail.chars().count() + 4);
+        let room = width.saturating_sub(count.width() + tail.width() + 4);
         let slots = room.min(30);
         if slots < 5 {
             let plain = truncate(&format!("{count}{tail}"), width);
@@ -543,34 +544,52 @@ impl Progress for Live {
     }
 }
 
-/// The first `width` characters of `text`.
+/// The longest start of `text` that takes at most `width` columns on
+/// screen: a CJK character takes two, a combining mark none.
 fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+    use unicode_width::UnicodeWidthChar;
+    if text.width() <= width {
         return text.to_string();
     }
-    text.chars().take(width).collect()
+    let mut used = 0;
+    text.chars()
+        .take_while(|c| {
+            used += c.width().unwrap_or(0);
+            used <= width
+        })
+        .collect()
+}
+
+/// `text` cut or padded with spaces to exactly `width` columns on screen.
+fn fit(text: &str, width: usize) -> String {
+    let mut out = truncate(text, width);
+    let pad = width.saturating_sub(out.width());
+    out.extend(std::iter::repeat_n(' ', pad));
+    out
 }
 
 /// The terminal's (columns, rows), from stderr; 80x24 when unknown.
 fn terminal_size() -> (usize, usize) {
-    let mut size = nix::libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass.
-    let ok = unsafe { nix::libc::ioctl(2, nix::libc::TIOCGWINSZ, &mut size) } == 0;
-    if ok && size.ws_col > 0 && size.ws_row > 0 {
-        (size.ws_col as usize, size.ws_row as usize)
-    } else {
-        (80, 24)
+    match terminal_size::terminal_size_of(std::io::stderr()) {
+        Some((terminal_size::Width(w), terminal_size::Height(h))) if w > 0 && h > 0 => {
+            (w as usize, h as usize)
+        }
+        _ => (80, 24),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_cut_and_padded_by_columns_on_screen_not_by_characters() {
+        // Each of these takes two columns on a terminal.
+        assert_eq!(truncate("写真写真", 5), "写真");
+        assert_eq!(truncate("写真", 4), "写真");
+        assert_eq!(fit("写真", 6), "写真  ");
+        assert_eq!(fit("abc", 2), "ab");
+    }
 
     #[test]
     fn a_slurm_job_adopted_from_a_dead_runner_is_listed_with_the_running_steps() {
