@@ -1,286 +1,33 @@
 //! The command line: parses arguments, calls the library, prints, and maps
 //! every error to an exit code in one place.
 
+mod args;
 pub mod init;
+
+pub use args::command;
+use args::{CheckpointCommand, Cli, Command, GraphFormat, wants_json};
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, Parser, Subcommand};
-use serde_json::json;
+use clap::Parser;
 
 use crate::checkpoint::{format_checkpoint, parse_checkpoint};
 use crate::diagnostic::Diagnostic;
 use crate::error::{EXIT_OK, Error, IoContext, Result};
 use crate::history::export_checkpoint;
 use crate::pipeline::DEFAULT_FILE;
-use crate::plan::{Action, Mode, State, attempt_duration, describe_outcome};
-use crate::project::{Project, Why};
+use crate::plan::Mode;
+use crate::project::Project;
 use crate::run::scheduler::RunOptions;
 use crate::runs::Runs;
 use crate::state_dir::StateDir;
 use crate::style::{ColorChoice, Style};
-use crate::time::format_time;
 use crate::view::events::Events;
-use crate::view::history::{self, attempt_json};
+use crate::view::history;
 use crate::view::html::ReportOptions;
 use crate::view::live::Live;
 use crate::view::progress::{Both, Console, ConsoleOptions, OutputMode, Progress, display_path};
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0    every step in scope is done
-  1    a step failed, or did not run because a step it needs failed
-  2    usage error, invalid pipeline file, corrupt journal, bad import (nothing was run),
-       or stepwise itself failed (e.g. the journal could not be written)
-  3    another stepwise process is running this pipeline (it holds .stepwise/lock)
-  130  the run was interrupted by SIGINT (Ctrl-C); 143 by SIGTERM; 129 by SIGHUP";
-
-/// A resumable pipeline runner: runs the steps of stepwise.toml, and on the
-/// next run only what is not done yet.
-#[derive(Parser, Debug)]
-#[command(name = "stepwise", version, after_help = EXIT_CODES, max_term_width = 100)]
-struct Cli {
-    /// The pipeline file [default: ./stepwise.toml]
-    #[arg(short = 'f', long = "file", value_name = "PATH", global = true)]
-    file: Option<PathBuf>,
-
-    /// Inspect a state dir on its own, without a pipeline file: one a Rust
-    /// program writes through the library (`stepwise::Run`). Works with
-    /// plan (by name), status, log, forget and checkpoint export
-    #[arg(
-        long = "state-dir",
-        value_name = "DIR",
-        global = true,
-        conflicts_with = "file"
-    )]
-    state_dir: Option<PathBuf>,
-
-    /// When to colour the console: auto colours a terminal unless NO_COLOR is set
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
-    color: ColorChoice,
-
-    /// Print less: only failures, warnings, errors, and the summary when something went wrong
-    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
-    quiet: bool,
-
-    /// Print more: each step's plan, command and log file
-    #[arg(short = 'v', long, global = true)]
-    verbose: bool,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// `--format` of the inspecting commands that print text or JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    /// For people
-    Text,
-    /// One JSON object with a "version" field (see the README)
-    Json,
-}
-
-/// `graph --format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum GraphFormat {
-    /// Graphviz: `stepwise graph | dot -Tsvg > graph.svg`
-    Dot,
-    /// Mermaid, for Markdown that renders it (GitHub, GitLab)
-    Mermaid,
-    /// One JSON object: nodes with their state, and edges
-    Json,
-}
-
-/// `run --events`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum EventsFormat {
-    /// One JSON object per line
-    Json,
-}
-
-/// Whether an inspecting command prints JSON: `--json` or `--format json`.
-fn wants_json(json: bool, format: Option<Format>) -> bool {
-    json || format == Some(Format::Json)
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run every step that is not done (or only STEPs and what they need)
-    #[command(after_help = EXIT_CODES)]
-    Run {
-        /// Only these steps, and the steps they need
-        #[arg(value_name = "STEP")]
-        steps: Vec<String>,
-        /// Run at most N steps at once [default: [pipeline] jobs, else the number of CPUs]
-        #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        jobs: Option<u32>,
-        /// After a failure, keep starting every step that does not need the failed one
-        #[arg(short = 'k', long = "keep-going")]
-        keep_going: bool,
-        /// A step is done if any attempt since its last forget succeeded, whatever changed since
-        #[arg(long)]
-        by_name: bool,
-        /// Which output of the steps to show: stream (live), failed (a failed step's last
-        /// 20 lines) or none [default: stream with -j1 on a terminal, else failed]
-        #[arg(long, value_enum, value_name = "WHICH")]
-        output: Option<OutputMode>,
-        /// Also write one JSON event per line to stdout (step started, finished, skipped,
-        /// run finished)
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        events: Option<EventsFormat>,
-        /// Where steps that do not set `executor` run: local (processes here) or slurm
-        /// (one sbatch job per attempt) [default: [pipeline] executor, else local]
-        ///
-        /// On Slurm, each attempt is a batch job named stepwise:<folder>:<step>, asking for
-        /// the resources of [step.slurm] over [pipeline.slurm]: partition, cpus, mem, time
-        /// (else the step's timeout), gpus, account, qos, sbatch_args = [...]; Slurm is asked
-        /// about all jobs in flight every [pipeline.slurm] poll_interval (default 1s). -j
-        /// counts jobs in flight too. The state dir must be on a filesystem the compute
-        /// nodes share (checked once by a small job). A run after a crash waits for the jobs
-        /// still in flight instead of submitting them again; Ctrl-C cancels them.
-        #[arg(long, value_enum, value_name = "EXECUTOR")]
-        executor: Option<crate::pipeline::Executor>,
-    },
-    /// Show what `run` would do and why, without doing anything
-    Plan {
-        /// Only these steps, and the steps they need
-        #[arg(value_name = "STEP")]
-        steps: Vec<String>,
-        /// Print one JSON object instead of text (same as --format json)
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
-        /// Print text or JSON
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        format: Option<Format>,
-        /// A step is done if any attempt since its last forget succeeded, whatever changed since
-        #[arg(long)]
-        by_name: bool,
-        /// List every expansion of a matrix or for_each step, not one line per template
-        #[arg(short = 'e', long)]
-        expand: bool,
-    },
-    /// Explain, component by component, why a step will run or be skipped
-    Why {
-        #[arg(value_name = "STEP")]
-        step: String,
-        /// Print one JSON object instead of text (same as --format json)
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
-        /// Print text or JSON
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        format: Option<Format>,
-    },
-    /// Show each step's latest attempt: result, when, how long, where its log is
-    Status {
-        /// Show one run instead: each step it ran, with its attempts in that run
-        #[arg(long, value_name = "ID")]
-        run: Option<u64>,
-        /// Print one JSON object instead of text (same as --format json)
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
-        /// Print text or JSON
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        format: Option<Format>,
-        /// List every expansion of a matrix or for_each step, not one row per template
-        #[arg(short = 'e', long)]
-        expand: bool,
-    },
-    /// List the recorded runs, newest first: when, how long, how it ended, steps run and failed
-    History {
-        /// Show the last N runs; 0 shows all
-        #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 20)]
-        limit: usize,
-        /// Print one JSON object instead of text (same as --format json)
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
-        /// Print text or JSON
-        #[arg(long, value_enum, value_name = "FORMAT")]
-        format: Option<Format>,
-    },
-    /// Print the dependency graph, each step coloured by its plan state
-    Graph {
-        /// Only these steps, and the steps they need
-        #[arg(value_name = "STEP")]
-        steps: Vec<String>,
-        /// Graphviz DOT, Mermaid or JSON
-        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = GraphFormat::Dot)]
-        format: GraphFormat,
-        /// Print one JSON object (same as --format json)
-        #[arg(long, conflicts_with = "format")]
-        json: bool,
-    },
-    /// Write an HTML page of the pipeline and its runs: graph, timeline, steps, failed logs
-    Report {
-        /// Where to write it; `-` for stdout [default: report.html in the state dir]
-        #[arg(short = 'o', long = "output", value_name = "PATH")]
-        output: Option<PathBuf>,
-        /// How many of the latest runs the timeline and the logs show
-        #[arg(long, value_name = "N", default_value_t = 5)]
-        runs: usize,
-    },
-    /// Print the log of a step's latest attempt
-    Log {
-        #[arg(value_name = "STEP")]
-        step: String,
-    },
-    /// Make steps run again on the next run (their history is kept)
-    Forget {
-        #[arg(value_name = "STEP", required_unless_present = "all")]
-        steps: Vec<String>,
-        /// Forget every step
-        #[arg(long, conflicts_with = "steps")]
-        all: bool,
-        /// Also forget every step that needs these, directly or not
-        #[arg(long, conflicts_with = "all")]
-        downstream: bool,
-        /// Only show what would be forgotten
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Export or import the checkpoint as a JSON list of [name, ok] pairs
-    #[command(subcommand)]
-    Checkpoint(CheckpointCommand),
-    /// Compact the journal: keep each step's latest success and latest attempt, and every run's summary
-    Gc,
-    /// Write a commented starter stepwise.toml (or the -f PATH); never overwrites
-    Init,
-    /// Print a shell completion script: `stepwise completions bash > ~/.local/share/bash-completion/completions/stepwise`
-    Completions {
-        /// The shell to complete in
-        #[arg(value_enum, value_name = "SHELL")]
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff): `stepwise man | man -l -`; --dir writes one page per command
-    Man {
-        /// Write stepwise.1 and one page per command (stepwise-run.1, ...) into this folder
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
-    /// Check the state dir (exit 0 clean, 1 problems); --repair moves unreadable journal lines aside
-    Fsck {
-        /// Move unreadable journal lines to .stepwise/journal.corrupt.<time> and rewrite the journal with the rest
-        #[arg(long)]
-        repair: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum CheckpointCommand {
-    /// Print one [name, ok] pair per finished attempt, in the order they happened
-    Export,
-    /// Record the attempts of a checkpoint file (`-` for stdin); an imported success counts as done
-    Import {
-        // Not `file`: that id is taken by the global -f/--file.
-        #[arg(id = "checkpoint_file", value_name = "FILE")]
-        file: PathBuf,
-    },
-}
-
-/// The command line's definition, for completions and man pages.
-pub fn command() -> clap::Command {
-    Cli::command()
-}
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
@@ -687,309 +434,25 @@ fn show_plan(
         })
         .collect();
     if json {
-        let steps: Vec<_> = the_plan
-            .steps
-            .iter()
-            .map(|s| {
-                let step = pipeline.step(s.id);
-                let mut doc = json!({
-                    "name": step.name,
-                    "action": s.action,
-                    "state": s.state,
-                    "reason": s.reason,
-                    "reasons": s.reasons,
-                    "warnings": s.warnings,
-                });
-                if let (Some(template), Some(obj)) = (&step.template, doc.as_object_mut()) {
-                    let values: serde_json::Map<String, serde_json::Value> = step
-                        .values
-                        .iter()
-                        .map(|(k, v)| (k.clone(), json!(v)))
-                        .collect();
-                    obj.insert("template".into(), json!(template));
-                    obj.insert("values".into(), serde_json::Value::Object(values));
-                }
-                doc
-            })
-            .collect();
-        let mut doc = json!({
-            "version": 1,
-            "done": the_plan.done(),
-            "remaining": the_plan.remaining(),
-            "steps": steps,
-        });
-        if !removed.is_empty()
-            && let Some(obj) = doc.as_object_mut()
-        {
-            obj.insert("removed".into(), json!(removed));
-        }
+        let doc = crate::view::plan::plan_json(pipeline, the_plan, &removed);
         return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
-    let mut out = format!("{the_plan}\n");
-    if let Some(holder) = &inspection.loaded.writer {
-        out += &format!(
-            "({holder} is working on this pipeline; this is what it has recorded so far)\n"
-        );
-    }
-    let width = the_plan
-        .steps
-        .iter()
-        .map(|s| pipeline.step(s.id).name.len())
-        .max()
-        .unwrap_or(0);
-    let mut shown_templates: Vec<&str> = Vec::new();
-    for s in &the_plan.steps {
-        let step = pipeline.step(s.id);
-        if let Some(template) = step.template.as_deref().filter(|_| !expand) {
-            // One line per template: `align: 312 done, 1 failed, 187 remaining`.
-            if shown_templates.contains(&template) {
-                continue;
-            }
-            shown_templates.push(template);
-            let group: Vec<&crate::plan::StepPlan> = the_plan
-                .steps
-                .iter()
-                .filter(|p| pipeline.step(p.id).template.as_deref() == Some(template))
-                .collect();
-            let mut counts: Vec<(State, usize)> = Vec::new();
-            for p in &group {
-                match counts.iter_mut().find(|(state, _)| *state == p.state) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((p.state, 1)),
-                }
-            }
-            let remaining = group.iter().filter(|p| p.action == Action::Run).count();
-            let mut parts: Vec<String> = counts
-                .iter()
-                .map(|(state, n)| format!("{n} {state}"))
-                .collect();
-            parts.push(format!("{remaining} to run"));
-            let action = if remaining > 0 { "run " } else { "skip" };
-            out += &format!(
-                "  {action}  {:width$}  {} steps: {}\n",
-                template,
-                group.len(),
-                parts.join(", ")
-            );
-            continue;
-        }
-        let action = match s.action {
-            Action::Run => "run ",
-            Action::Skip => "skip",
-        };
-        out += &format!(
-            "  {action}  {:width$}  {:11}  {}\n",
-            pipeline.step(s.id).name,
-            s.state,
-            s.reason
-        );
-        for w in &s.warnings {
-            out += &format!(
-                "  {:width$}        warning: {w}; the step will fail unless it appears\n",
-                ""
-            );
-        }
-    }
-    if !removed.is_empty() {
-        out += &format!(
-            "  no longer in the pipeline ({}): {}\n",
-            removed.len(),
-            removed.join(", ")
-        );
-    }
-    print(&out).map(|_| EXIT_OK)
+    let writer = inspection.loaded.writer.as_ref();
+    print(&crate::view::plan::plan_text(
+        pipeline, the_plan, writer, &removed, expand,
+    ))
+    .map(|_| EXIT_OK)
 }
 
 fn why(project: &Project, step: &str, json: bool) -> Result<i32> {
     let (why, warnings) = project.why(step, Mode::Fingerprint)?;
     warn(&warnings);
     let pipeline = &project.pipeline;
-    let name = &pipeline.step(why.id).name;
     if json {
-        let changes: Vec<_> = why
-            .changes
-            .iter()
-            .map(|c| {
-                let mut v = serde_json::to_value(&c.reason).unwrap_or_default();
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("was".into(), json!(c.was.map(|d| d.to_string())));
-                    obj.insert("now".into(), json!(c.now.map(|d| d.to_string())));
-                }
-                v
-            })
-            .collect();
-        let doc = json!({
-            "version": 1,
-            "name": name,
-            "action": why.plan.action,
-            "state": why.plan.state,
-            "reason": why.plan.reason,
-            "compared_with": why.compared_with.as_ref().map(|a| json!({
-                "attempt": a.number,
-                "run": a.run,
-                "imported": a.imported(),
-                "finished_at": a.finished.as_ref().map(|f| f.at),
-                "fingerprint": a.stamp.as_ref().map(|s| s.fingerprint.to_string()),
-            })),
-            "reasons": changes,
-            "unchanged": why.unchanged,
-            "warnings": why.plan.warnings,
-        });
+        let doc = crate::view::why::why_json(pipeline, &why);
         return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
-    print(&explain(project, &why)).map(|_| EXIT_OK)
-}
-
-/// `why` in words.
-fn explain(project: &Project, why: &Why) -> String {
-    let pipeline = &project.pipeline;
-    let name = &pipeline.step(why.id).name;
-    let verdict = match why.plan.action {
-        Action::Run => "will run",
-        Action::Skip => "will be skipped",
-    };
-    let mut out = format!("{name}: {verdict} ({})\n", why.plan.state);
-    let compared = why.compared_with.as_ref().filter(|a| a.stamp.is_some());
-    match (why.plan.state, compared) {
-        (State::Done | State::Imported, Some(a)) => {
-            out += &format!("  {}\n", why.plan.reason);
-            out += &format!(
-                "  attempt {} was made with the step exactly as it is now: {}\n",
-                a.number,
-                summarize_components(&why.unchanged)
-            );
-            let outputs = &pipeline.step(why.id).outputs;
-            if !outputs.is_empty() {
-                out += &format!("  its outputs are present: {}\n", outputs.join(", "));
-            }
-        }
-        (State::Done | State::Imported, None) => {
-            out += &format!("  {}\n", why.plan.reason);
-            out += "  it is done by name: it has no fingerprint to compare (imported while an input was missing, or planned --by-name)\n";
-        }
-        (State::Stale, Some(a)) => {
-            let when = a.finished.as_ref().map_or(a.started_at, |f| f.at);
-            let which = if a.imported() {
-                "the imported success".to_string()
-            } else {
-                format!("attempt {}", a.number)
-            };
-            out += &format!(
-                "  compared with {which}, which succeeded on {}:\n",
-                format_time(when)
-            );
-            for c in &why.changes {
-                out += &format!("  - {}", c.reason);
-                match (c.was, c.now) {
-                    (Some(was), Some(now)) => {
-                        out += &format!(" (was {}, now {})", was.short(), now.short())
-                    }
-                    (Some(was), None) => out += &format!(" (was {})", was.short()),
-                    (None, Some(now)) => out += &format!(" (now {})", now.short()),
-                    (None, None) => {}
-                }
-                if let crate::fingerprint::Reason::DependencyWillRun { step } = &c.reason
-                    && let Some(dep) = pipeline.find(step).and_then(|d| why.full_plan.step(d))
-                {
-                    out += &format!(" ({}: {})", dep.state, dep.reason);
-                }
-                out += "\n";
-            }
-            if !why.unchanged.is_empty() {
-                out += &format!("  unchanged: {}\n", summarize_components(&why.unchanged));
-            }
-        }
-        _ => out += &format!("  {}\n", why.plan.reason),
-    }
-    for m in &why.missing_inputs {
-        out += &format!("  warning: input `{}` {}\n", m.pattern, m.why);
-    }
-    out
-}
-
-/// "command, shell, dir, 2 env vars, 3 inputs, 1 dependency".
-fn summarize_components(keys: &[String]) -> String {
-    let count = |prefix: &str| keys.iter().filter(|k| k.starts_with(prefix)).count();
-    let mut parts: Vec<String> = Vec::new();
-    for (key, word) in [("run", "command"), ("shell", "shell"), ("dir", "dir")] {
-        if keys.iter().any(|k| k == key) {
-            parts.push(word.into());
-        }
-    }
-    for (prefix, one, many) in [
-        ("env:", "env var", "env vars"),
-        ("input:", "input", "inputs"),
-        ("dep:", "dependency", "dependencies"),
-    ] {
-        match count(prefix) {
-            0 => {}
-            1 => parts.push(format!("1 {one}")),
-            n => parts.push(format!("{n} {many}")),
-        }
-    }
-    parts.join(", ")
-}
-
-/// One `status` row per template: `align (6)`, its results counted, the
-/// latest time, the attempts summed.
-fn fold_templates(
-    pipeline: &crate::Pipeline,
-    plan: &crate::Plan,
-    rows: Vec<[String; 6]>,
-) -> Vec<[String; 6]> {
-    let mut out: Vec<[String; 6]> = Vec::new();
-    let mut folded: Vec<(String, usize)> = Vec::new();
-    for (s, row) in plan.steps.iter().zip(rows) {
-        let Some(template) = pipeline.step(s.id).template.clone() else {
-            out.push(row);
-            continue;
-        };
-        let at = match folded.iter().find(|(t, _)| *t == template) {
-            Some(&(_, i)) => i,
-            None => {
-                folded.push((template.clone(), out.len()));
-                out.push([
-                    template,
-                    String::new(),
-                    "-".into(),
-                    "-".into(),
-                    "0".into(),
-                    "-".into(),
-                ]);
-                out.len() - 1
-            }
-        };
-        let group = &mut out[at];
-        // Results as "5 ok, 1 exit code 3": counted in the result column.
-        let mut counts: Vec<(String, usize)> = group[1]
-            .split(", ")
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| {
-                p.split_once(' ')
-                    .map(|(n, r)| (r.to_string(), n.parse().unwrap_or(0)))
-            })
-            .collect();
-        match counts.iter_mut().find(|(r, _)| *r == row[1]) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((row[1].clone(), 1)),
-        }
-        group[1] = counts
-            .iter()
-            .map(|(r, n)| format!("{n} {r}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if row[2] != "-" && (group[2] == "-" || row[2] > group[2]) {
-            group[2] = row[2].clone();
-        }
-        let attempts: u64 =
-            group[4].parse::<u64>().unwrap_or(0) + row[4].parse::<u64>().unwrap_or(0);
-        group[4] = attempts.to_string();
-    }
-    for (template, at) in folded {
-        let n = pipeline.template(&template).map_or(0, <[_]>::len);
-        out[at][0] = format!("{template} ({n} steps)");
-    }
-    out
+    print(&crate::view::why::why_text(pipeline, &why)).map(|_| EXIT_OK)
 }
 
 fn status(project: &Project, json: bool, expand: bool) -> Result<i32> {
@@ -999,117 +462,13 @@ fn status(project: &Project, json: bool, expand: bool) -> Result<i32> {
     warn(&loaded.warnings);
     let the_plan = &inspection.plan;
     if json {
-        let steps: Vec<_> = the_plan
-            .steps
-            .iter()
-            .map(|s| {
-                let name = &pipeline.step(s.id).name;
-                let h = loaded.history.step(name);
-                json!({
-                    "name": name,
-                    "state": s.state,
-                    "attempts": h.map_or(0, |h| h.attempts_started),
-                    "last_attempt": h.and_then(|h| h.last.as_ref()).map(|a| attempt_json(state, name, a)),
-                })
-            })
-            .collect();
-        let doc = json!({ "version": 1, "running": loaded.writer.as_ref().map(|h| h.pid), "steps": steps });
+        let doc = crate::view::status::status_json(pipeline, state, loaded, the_plan);
         return print(&format!("{doc}\n")).map(|_| EXIT_OK);
     }
-    let rows: Vec<[String; 6]> = the_plan
-        .steps
-        .iter()
-        .map(|s| {
-            let name = pipeline.step(s.id).name.clone();
-            let h = loaded.history.step(&name);
-            let attempts = h.map_or(0, |h| h.attempts_started);
-            match h.and_then(|h| h.last.as_ref()) {
-                None => [
-                    name,
-                    s.state.to_string(),
-                    "-".into(),
-                    "-".into(),
-                    "0".into(),
-                    "-".into(),
-                ],
-                Some(a) => {
-                    let result = match &a.finished {
-                        None if s.state == State::Running => "running".to_string(),
-                        None => "interrupted".to_string(),
-                        Some(f) if a.imported() => {
-                            format!(
-                                "imported ({})",
-                                if f.outcome.ok() { "ok" } else { "failed" }
-                            )
-                        }
-                        Some(f) if f.outcome.ok() && s.state == State::Stale => {
-                            "ok (now stale)".to_string()
-                        }
-                        Some(f) if f.outcome.ok() => "ok".to_string(),
-                        Some(f) => describe_outcome(&f.outcome),
-                    };
-                    let when = format_time(a.finished.as_ref().map_or(a.started_at, |f| f.at));
-                    let took = attempt_duration(a).unwrap_or_else(|| "-".into());
-                    let path = state.log(&name, a.number);
-                    let log = if a.imported() {
-                        "-".to_string()
-                    } else if !path.exists() {
-                        "(no output)".to_string()
-                    } else {
-                        display_path(&path).display().to_string()
-                    };
-                    [name, result, when, took, attempts.to_string(), log]
-                }
-            }
-        })
-        .collect();
-    // Expansions of a template fold into one row, unless asked for each.
-    let rows = if expand {
-        rows
-    } else {
-        fold_templates(pipeline, the_plan, rows)
-    };
-    let header = ["STEP", "LAST RESULT", "WHEN", "TOOK", "ATTEMPTS", "LOG"].map(String::from);
-    let (header, rows) = with_job_column(loaded, pipeline, the_plan, header, rows);
-    let mut out = String::new();
-    if let Some(holder) = &loaded.writer {
-        out += &format!("{holder} is working on this pipeline\n");
-    }
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    out += &history::table(&header, &rows, &[]);
-    print(&out).map(|_| EXIT_OK)
-}
-
-/// The status table with a JOB column before LOG, when the latest attempt
-/// of some step ran as a Slurm job and the rows are one per step, in plan
-/// order; otherwise as it was, so other pipelines' tables do not change.
-fn with_job_column(
-    loaded: &crate::state_dir::Loaded,
-    pipeline: &crate::Pipeline,
-    plan: &crate::Plan,
-    header: [String; 6],
-    rows: Vec<[String; 6]>,
-) -> (Vec<String>, Vec<Vec<String>>) {
-    let jobs: Vec<Option<&String>> = plan
-        .steps
-        .iter()
-        .map(|s| {
-            loaded
-                .history
-                .step(&pipeline.step(s.id).name)
-                .and_then(|h| h.last.as_ref())
-                .and_then(|a| a.job.as_ref())
-        })
-        .collect();
-    let mut header = header.to_vec();
-    let mut rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
-    if rows.len() == jobs.len() && jobs.iter().any(Option::is_some) {
-        header.insert(5, "JOB".into());
-        for (row, job) in rows.iter_mut().zip(&jobs) {
-            row.insert(5, job.map_or("-".to_string(), |j| j.to_string()));
-        }
-    }
-    (header, rows)
+    print(&crate::view::status::status_text(
+        pipeline, state, loaded, the_plan, expand,
+    ))
+    .map(|_| EXIT_OK)
 }
 
 fn log(project: &Project, step: &str) -> Result<i32> {

@@ -5,6 +5,8 @@
 //!   console, and the pieces shared by every display;
 //! - [`live`]: the status area redrawn in place on a terminal;
 //! - [`events`]: `run --events json`, one JSON object per line;
+//! - [`plan`], [`why`] and [`status`]: what those commands print, as text
+//!   and as `--json` documents;
 //! - [`history`]: what `history` and `status --run` print;
 //! - [`graph`]: the dependency graph as DOT, Mermaid, JSON and SVG;
 //! - [`html`]: the self-contained report of `stepwise report`.
@@ -17,4 +19,7 @@ pub mod graph;
 pub mod history;
 pub mod html;
 pub mod live;
+pub mod plan;
 pub mod progress;
+pub mod status;
+pub mod why;
