@@ -26,17 +26,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in stepwise, other than a step failing (a
 /// failed step is an outcome in the journal, not an error).
 ///
-/// [`Display`](fmt::Display) renders the whole message as the command line
-/// prints it, `error:` head and `= help:` lines included.
+/// [`Display`](fmt::Display) is the plain message, one sentence without an
+/// `error:` head, so a program's own `Error: {e}` reads right; what to do
+/// about it is [`Error::help`]. [`Error::render`] is the whole message as
+/// the command line prints it, `error:` head, positions and `= help:` lines
+/// included.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The pipeline file (or another input file) has problems; each carries
     /// its position.
-    #[error("{}", render_all(.0))]
+    #[error("{}", first_line(.0))]
     Invalid(Vec<Diagnostic>),
 
     /// The command line asks for something that cannot be done.
-    #[error("error: {message}{}", help.as_ref().map(|h| format!("\n  = help: {h}")).unwrap_or_default())]
+    #[error("{message}")]
     Usage {
         /// What is wrong.
         message: String,
@@ -46,7 +49,7 @@ pub enum Error {
 
     /// A line of the journal cannot be read, and it is not a torn last line
     /// (one without its newline, which readers ignore).
-    #[error("error: the journal {}:{line} is corrupt: {message}\n  = help: {help}", path.display())]
+    #[error("the journal {}:{line} is corrupt: {message}", path.display())]
     CorruptJournal {
         /// The journal file.
         path: PathBuf,
@@ -60,7 +63,7 @@ pub enum Error {
 
     /// The journal was written by a newer stepwise.
     #[error(
-        "error: the journal {} was written by a newer stepwise (line {line} is in format {version}; this stepwise reads format {})\n  = help: upgrade stepwise to use this pipeline; nothing was run or changed",
+        "the journal {} was written by a newer stepwise (line {line} is in format {version}; this stepwise reads format {})",
         path.display(),
         crate::journal::FORMAT_VERSION
     )]
@@ -75,7 +78,7 @@ pub enum Error {
 
     /// Another process holds the lock of the state dir.
     #[error(
-        "error: the pipeline is already running: {} holds its lock {}\n  = help: wait for it to finish, or stop it; the lock is released the moment that process ends",
+        "the pipeline is already running: {} holds its lock {}",
         holder.as_ref().map_or_else(|| "another process".to_string(), |h| h.to_string()),
         path.display()
     )]
@@ -91,7 +94,7 @@ pub enum Error {
     /// or resumed: its name is invalid or already produced its value in this
     /// run, an input or its value cannot be serialized, or its recorded value
     /// cannot be read back.
-    #[error("error: step `{step}`: {message}\n  = help: {help}")]
+    #[error("step `{step}`: {message}")]
     Step {
         /// The step's name.
         step: String,
@@ -102,7 +105,7 @@ pub enum Error {
     },
 
     /// An operating-system call failed; `context` says what stepwise was doing.
-    #[error("error: {context}: {source}")]
+    #[error("{context}: {source}")]
     Io {
         /// What stepwise was doing, e.g. `cannot read the journal PATH`.
         context: String,
@@ -110,6 +113,27 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The first problem, as `file:line:column: message`, and how many more.
+fn first_line(diagnostics: &[Diagnostic]) -> String {
+    let Some(first) = diagnostics.first() else {
+        return "invalid input".into();
+    };
+    let mut out = match &first.location {
+        Some(l) => format!(
+            "{}:{}:{}: {}",
+            l.path.display(),
+            l.line,
+            l.column,
+            first.message
+        ),
+        None => first.message.clone(),
+    };
+    if diagnostics.len() > 1 {
+        out += &format!(" (and {} more problems)", diagnostics.len() - 1);
+    }
+    out
 }
 
 fn render_all(diagnostics: &[Diagnostic]) -> String {
@@ -124,6 +148,35 @@ fn render_all(diagnostics: &[Diagnostic]) -> String {
 }
 
 impl Error {
+    /// What to do about it, when there is something to say.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Invalid(d) => d.first().and_then(|d| d.help.clone()),
+            Error::Usage { help, .. } => help.clone(),
+            Error::CorruptJournal { help, .. } | Error::Step { help, .. } => Some(help.clone()),
+            Error::NewerJournal { .. } => Some(
+                "upgrade stepwise to use this pipeline; nothing was run or changed".into(),
+            ),
+            Error::Locked { .. } => Some(
+                "wait for it to finish, or stop it; the lock is released the moment that process ends".into(),
+            ),
+            Error::Io { .. } => None,
+        }
+    }
+
+    /// The whole message as the command line prints it: `error:` and the
+    /// message, each problem of a file with its position and excerpt, and
+    /// `= help:` lines.
+    pub fn render(&self) -> String {
+        match self {
+            Error::Invalid(diagnostics) => render_all(diagnostics),
+            _ => match self.help() {
+                Some(help) => format!("error: {self}\n  = help: {help}"),
+                None => format!("error: {self}"),
+            },
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -166,5 +219,40 @@ impl<T> IoContext<T> for io::Result<T> {
             context: context.to_string(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_plain_message_and_render_is_what_the_command_line_prints() {
+        let e = Error::usage_with_help("no step `x`", "`stepwise plan` lists them");
+        assert_eq!(e.to_string(), "no step `x`");
+        assert_eq!(e.help().as_deref(), Some("`stepwise plan` lists them"));
+        assert_eq!(
+            e.render(),
+            "error: no step `x`\n  = help: `stepwise plan` lists them"
+        );
+        // A program's own `Error: {e}` says `error` once.
+        assert_eq!(format!("Error: {e}"), "Error: no step `x`");
+
+        let source = "[[step]]\nnmae = \"a\"\n";
+        let d = |m: &str| {
+            Diagnostic::new(m)
+                .at(std::path::Path::new("p.toml"), source, 9..13)
+                .help("did you mean `name`?")
+        };
+        let e = Error::Invalid(vec![d("unknown key `nmae`"), d("step #1 has no `name`")]);
+        assert_eq!(
+            e.to_string(),
+            "p.toml:2:1: unknown key `nmae` (and 1 more problems)"
+        );
+        assert!(
+            e.render()
+                .starts_with("error: unknown key `nmae`\n --> p.toml:2:1")
+        );
+        assert_eq!(e.help().as_deref(), Some("did you mean `name`?"));
     }
 }

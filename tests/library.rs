@@ -453,15 +453,15 @@ fn values_that_cannot_be_recorded_are_clear_errors_and_leave_the_step_undone() {
         .unwrap_err();
     let message = e.to_string();
     assert!(
-        message.starts_with(
-            "error: step `pairs`: its value cannot be serialized: key must be a string"
-        ),
+        message.starts_with("step `pairs`: its value cannot be serialized: key must be a string"),
         "{message}"
     );
+    let help = e.help().unwrap_or_default();
     assert!(
-        message.contains("help: a step's value is recorded as JSON"),
-        "{message}"
+        help.starts_with("a step's value is recorded as JSON"),
+        "{help}"
     );
+    assert!(!message.contains("help"), "the message is plain: {message}");
 
     // NaN is written as `null`, which is no f64: refused before it is
     // recorded, not when a later run cannot read it.
@@ -496,7 +496,8 @@ fn a_recorded_value_of_another_type_is_a_clear_error_until_the_version_changes()
             .contains("its recorded value does not read as a alloc::string::String"),
         "{e}"
     );
-    assert!(e.to_string().contains("StepKey::version"), "{e}");
+    let help = e.help().unwrap_or_default();
+    assert!(help.contains("StepKey::version"), "{help}");
     drop(run);
     let mut run = Run::open(&state).unwrap();
     let key = StepKey::new("rows").version("2");
@@ -552,10 +553,8 @@ fn large_values_live_in_files_beside_the_journal_and_read_back() {
         .step("big", || Err::<Vec<u64>, _>("must not run"))
         .unwrap_err();
     assert!(e.to_string().contains("is damaged"), "{e}");
-    assert!(
-        e.to_string().contains("stepwise forget big --state-dir"),
-        "{e}"
-    );
+    let help = e.help().unwrap_or_default();
+    assert!(help.contains("stepwise forget big --state-dir"), "{help}");
     run.forget("big").unwrap();
     drop(run);
     let mut run = Run::open(&state).unwrap();
@@ -631,7 +630,8 @@ fn names_follow_the_pipeline_files_rules_and_stand_for_one_step_per_run() {
         let e = run.step(bad, || Ok::<_, String>(1)).unwrap_err();
         let message = e.to_string();
         assert!(message.contains("invalid step name"), "{bad}: {message}");
-        assert!(message.contains("letters, digits"), "{bad}: {message}");
+        let help = e.help().unwrap_or_default();
+        assert!(help.contains("letters, digits"), "{bad}: {help}");
     }
     run.step("load", || Ok::<_, String>(1)).unwrap();
     let e = run.step("load", || Ok::<_, String>(2)).unwrap_err();

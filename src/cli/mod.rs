@@ -49,7 +49,7 @@ pub fn main() -> i32 {
             let _ = std::io::stdout().flush();
             // Whatever the message quotes (a step name, a line of the file,
             // a path) cannot act on the terminal.
-            let text = e.to_string();
+            let text = e.render();
             eprintln!(
                 "{}",
                 style.diagnostic(&crate::diagnostic::escape_controls(&text))

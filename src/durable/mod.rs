@@ -812,6 +812,17 @@ impl<E> From<Error> for StepError<E> {
     }
 }
 
+impl<E> StepError<E> {
+    /// What to do about an error of stepwise's own (see [`Error::help`]);
+    /// `None` for the step's own failure.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            StepError::Stepwise(e) => e.help(),
+            StepError::Failed { .. } => None,
+        }
+    }
+}
+
 impl<E: fmt::Display> fmt::Display for StepError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
