@@ -28,7 +28,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, IoContext, Result};
-use crate::journal::{self, Record, RecordError};
+use crate::journal::{self, LineRead, Record, RecordError};
 use crate::lock::StateLock;
 use crate::report::display_path;
 use crate::state_dir::StateDir;
@@ -122,38 +122,29 @@ pub fn examine(bytes: &[u8]) -> Examination {
             None => (&bytes[pos..], false),
         };
         pos += line.len() + usize::from(complete);
-        let (segments, zeros) = match journal::zero_runs(line) {
-            None if line.iter().all(u8::is_ascii_whitespace) => continue,
-            None => (vec![line], false),
-            Some(segments) if segments.is_empty() => {
+        let (read, zeros) = match journal::read_line(line, checked) {
+            LineRead::Blank => continue,
+            LineRead::Zeros => {
                 x.zero_lines.push(line_no);
                 continue;
             }
-            Some(segments) => (segments, true),
+            LineRead::One(one) => (vec![(line, one)], false),
+            LineRead::Zeroed(parts) => (parts, true),
         };
-        let mut read = Vec::with_capacity(segments.len());
-        let mut line_checked = checked;
-        for &segment in &segments {
-            let one = Record::from_journal_line(segment, line_checked);
-            if let Ok((_, c)) = &one {
-                line_checked |= c;
-            }
-            read.push((segment, one));
-        }
         if !complete {
             // The reader takes a last line whole or not at all.
-            if let Some((segment, Err(e))) = read.iter().find(|(_, r)| r.is_err()) {
-                x.torn = Some(unreadable(line_no, line, segment, e));
+            if let Some((part, Err(e))) = read.iter().find(|(_, r)| r.is_err()) {
+                x.torn = Some(unreadable(line_no, line, part, e));
                 continue;
             }
         }
         let mut all = true;
-        for (segment, one) in read {
+        for (part, one) in read {
             match one {
                 Ok((rec, c)) => {
                     checked |= c;
                     x.records += 1;
-                    x.kept.extend_from_slice(segment);
+                    x.kept.extend_from_slice(part);
                     x.kept.push(b'\n');
                     consistency.check(line_no, &rec, &mut x.inconsistencies);
                 }
@@ -163,7 +154,7 @@ pub fn examine(bytes: &[u8]) -> Examination {
                         x.newer.get_or_insert((line_no, version));
                     }
                     // Only the bad part goes aside: records around zeros stay.
-                    x.unreadable.push(unreadable(line_no, segment, segment, &e));
+                    x.unreadable.push(unreadable(line_no, part, part, &e));
                 }
             }
         }
@@ -413,7 +404,7 @@ fn run_check(state: &StateDir, out: &mut String) -> Result<i32> {
         "{problems} problem{}{}",
         if problems == 1 { "" } else { "s" },
         if repairable {
-            "; `stepwise fsck --repair` moves the unreadable lines aside and rewrites the journal with the rest, without zero bytes"
+            "; `stepwise fsck --repair` moves the unreadable lines aside and rewrites the journal with the rest"
         } else {
             ""
         }

@@ -63,6 +63,17 @@ fn line_sum(body: &[u8]) -> [u8; 8] {
     hex
 }
 
+/// `line` (a JSON object, without its newline) with its checksum made
+/// right, or added: a line changed on purpose (by a person repairing it by
+/// hand, or a test) reads again.
+pub fn reseal(line: &[u8]) -> Vec<u8> {
+    let body = match split_sum(line) {
+        Some((body, _)) => body,
+        None => line.strip_suffix(b"}").unwrap_or(line),
+    };
+    [body, SUM_KEY, &line_sum(body), b"\"}"].concat()
+}
+
 /// A line's checksum suffix split off: the bytes it covers and the digits.
 fn split_sum(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let body = line.len().checked_sub(SUM_LEN)?;
@@ -485,6 +496,12 @@ struct Raw<'a> {
     attempts: Option<Vec<(Cow<'a, str>, bool)>>,
 }
 
+thread_local! {
+    /// Where a checked line's JSON is parsed from (see
+    /// [`Record::from_journal_line`]): one buffer, not one per record.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The version of a line that reads as JSON with a `"v"` newer than this
 /// stepwise's.
 fn newer_version(line: &[u8]) -> Option<u32> {
@@ -683,7 +700,30 @@ impl Record {
                 )));
             }
         }
-        let raw: Raw<'_> = match serde_json::from_slice(line) {
+        let checked = sum.is_some();
+        match sum {
+            // The JSON without its checksum, `{...` closed again: skipping
+            // the field costs more than copying the line.
+            Some((body, _)) => SCRATCH.with_borrow_mut(|json| {
+                json.clear();
+                json.extend_from_slice(body);
+                json.push(b'}');
+                Record::from_json(json, line, true, after_checked)
+            }),
+            None => Record::from_json(line, line, false, after_checked),
+        }
+        .map(|record| (record, checked))
+    }
+
+    /// [`Record::from_journal_line`] after the checksum: `json` is `line`
+    /// or its checked part.
+    fn from_json(
+        json: &[u8],
+        line: &[u8],
+        checked: bool,
+        after_checked: bool,
+    ) -> std::result::Result<Record, RecordError> {
+        let raw: Raw<'_> = match serde_json::from_slice(json) {
             Ok(raw) => raw,
             Err(e) => {
                 // Tell a record of a newer format apart from garbage before
@@ -697,7 +737,6 @@ impl Record {
         if raw.v > FORMAT_VERSION {
             return Err(RecordError::Newer { version: raw.v });
         }
-        let checked = sum.is_some();
         if !checked && raw.v >= CHECKED_VERSION {
             return Err(RecordError::Bad(format!(
                 "a format {} record without its checksum (`\"sum\"`, last): the line was changed after it was written",
@@ -709,7 +748,7 @@ impl Record {
                 "a record without a checksum after records with one: the line was changed after it was written (every record this stepwise writes has one)".into(),
             ));
         }
-        Ok((Record::from_raw(raw).map_err(RecordError::Bad)?, checked))
+        Record::from_raw(raw).map_err(RecordError::Bad)
     }
 
     fn from_raw(raw: Raw<'_>) -> std::result::Result<Record, String> {
@@ -1109,20 +1148,14 @@ impl<'p> Lines<'p> {
         let next = self.pos + line.len() as u64 + u64::from(complete);
         self.pos = next;
         let report = &mut self.report;
-        // A crash can leave zero bytes where data was not yet written; a line
-        // of them is not a record, and never something a user wrote. Zeros
-        // among records are the same debris run into the next line.
-        let found = match zero_runs(line) {
-            None => {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    if complete {
-                        report.valid_len = next;
-                    }
-                    return Ok(());
+        let mut records = match read_line(line, report.checked) {
+            LineRead::Blank => {
+                if complete {
+                    report.valid_len = next;
                 }
-                Record::from_journal_line(line, report.checked).map(Segments::One)
+                return Ok(());
             }
-            Some(segments) if segments.is_empty() => {
+            LineRead::Zeros => {
                 report.zero_lines.push(line_no);
                 if complete {
                     report.valid_len = next;
@@ -1131,46 +1164,49 @@ impl<'p> Lines<'p> {
                 }
                 return Ok(());
             }
-            Some(segments) => {
-                let mut checked = report.checked;
-                segments
-                    .into_iter()
-                    .map(|segment| {
-                        let read = Record::from_journal_line(segment, checked)?;
-                        checked |= read.1;
-                        Ok(read)
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map(Segments::Many)
-            }
-        };
-        match found {
-            Ok(found) => {
+            LineRead::One(Ok(one)) => {
                 // A last line without its newline is fine if it is a whole
                 // record (a hand edit, or a crash between the record and its
                 // newline); the next writer adds the newline.
                 report.valid_len = next;
-                match found {
-                    Segments::One(one) => accept(one, report, visit),
-                    Segments::Many(many) => {
-                        report.zeros_in_lines.push(line_no);
-                        for one in many {
-                            accept(one, report, visit);
-                        }
+                accept(one, report, visit);
+                return Ok(());
+            }
+            LineRead::One(Err(e)) => return self.bad(e, complete),
+            LineRead::Zeroed(parts) => {
+                let mut records = Vec::with_capacity(parts.len());
+                for (_, read) in parts {
+                    match read {
+                        Ok(one) => records.push(one),
+                        Err(e) => return self.bad(e, complete),
                     }
                 }
+                records
+            }
+        };
+        report.valid_len = next;
+        report.zeros_in_lines.push(line_no);
+        for one in records.drain(..) {
+            accept(one, report, visit);
+        }
+        Ok(())
+    }
+
+    /// The current line cannot be read for `e`: a torn last line if no
+    /// newline ended it, else an error.
+    fn bad(&mut self, e: RecordError, complete: bool) -> Result<()> {
+        let line_no = self.line_no;
+        match e {
+            _ if !complete => {
+                self.report.torn_line = Some(line_no);
                 Ok(())
             }
-            Err(_) if !complete => {
-                report.torn_line = Some(line_no);
-                Ok(())
-            }
-            Err(RecordError::Newer { version }) => Err(Error::NewerJournal {
+            RecordError::Newer { version } => Err(Error::NewerJournal {
                 path: self.path.to_path_buf(),
                 line: line_no,
                 version,
             }),
-            Err(RecordError::Bad(message)) => Err(Error::CorruptJournal {
+            RecordError::Bad(message) => Err(Error::CorruptJournal {
                 path: self.path.to_path_buf(),
                 line: line_no,
                 message,
@@ -1180,12 +1216,6 @@ impl<'p> Lines<'p> {
             }),
         }
     }
-}
-
-/// The records found on one line.
-enum Segments {
-    One((Record, bool)),
-    Many(Vec<(Record, bool)>),
 }
 
 fn accept(
@@ -1198,16 +1228,58 @@ fn accept(
     visit(record);
 }
 
-/// `None` for a line without zero bytes (the usual case, one `memchr`);
-/// else the parts of it between runs of zeros that are not blank: the
-/// records, or what is left of them, around the debris.
-pub fn zero_runs(line: &[u8]) -> Option<Vec<&[u8]>> {
-    memchr::memchr(0, line)?;
-    Some(
-        line.split(|&b| b == 0)
-            .filter(|part| !part.iter().all(u8::is_ascii_whitespace))
-            .collect(),
-    )
+/// A record read from a line, with whether it carried a checksum.
+pub type LineRecord = std::result::Result<(Record, bool), RecordError>;
+
+/// What one journal line holds, by the rules every reader of a journal
+/// shares (the reader here and `fsck`, which must agree on every byte).
+pub enum LineRead<'a> {
+    /// Nothing but whitespace.
+    Blank,
+    /// Zero bytes (and whitespace) only: debris some filesystems leave where
+    /// a crash caught data not yet written. Not a record, and never
+    /// something a user wrote.
+    Zeros,
+    /// A line without zero bytes: one record, or why it is none.
+    One(LineRecord),
+    /// The same debris run into records, when the zeros covered a newline:
+    /// each part of the line between runs of zeros that is not blank, as
+    /// read. Whatever stood where the zeros are is lost.
+    Zeroed(Vec<(&'a [u8], LineRecord)>),
+}
+
+/// Reads one journal line (without its newline); `after_checked` as for
+/// [`Record::from_journal_line`], for its first record.
+pub fn read_line(line: &[u8], after_checked: bool) -> LineRead<'_> {
+    // No line that reads holds a zero byte (JSON escapes control bytes in
+    // strings and allows none outside): look for them only when it does not
+    // read, and the usual line pays nothing for it.
+    if line.first() != Some(&0) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return LineRead::Blank;
+        }
+        let one = Record::from_journal_line(line, after_checked);
+        if one.is_ok() || memchr::memchr(0, line).is_none() {
+            return LineRead::One(one);
+        }
+    }
+    let mut checked = after_checked;
+    let parts: Vec<_> = line
+        .split(|&b| b == 0)
+        .filter(|part| !part.iter().all(u8::is_ascii_whitespace))
+        .map(|part| {
+            let read = Record::from_journal_line(part, checked);
+            if let Ok((_, c)) = &read {
+                checked |= c;
+            }
+            (part, read)
+        })
+        .collect();
+    if parts.is_empty() {
+        LineRead::Zeros
+    } else {
+        LineRead::Zeroed(parts)
+    }
 }
 
 /// The journal file, open for appending by the one process holding the lock.

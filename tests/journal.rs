@@ -324,13 +324,20 @@ fn a_zero_filled_line_merged_into_the_next_is_reported_not_silently_dropped() {
         .code(1)
         .stdout_has(&format!("line {n}"))
         .stdout_has("zero bytes");
+    // a's success is lost: it runs again, and the run says why.
+    space
+        .run(&["run"])
+        .code(1)
+        .stderr_has("zero bytes")
+        .stderr_has(&format!("line {n} "));
+    assert_eq!(space.ran_count("a"), 2);
     space
         .run(&["fsck", "--repair"])
         .success()
         .stdout_has("zero bytes");
     space.run(&["fsck"]).success().stdout_has("clean");
     let plan = space.run(&["plan"]);
-    plan.success().stdout_has("0 done, 3 remaining");
+    plan.success().stdout_has("1 done, 2 remaining");
     assert!(!plan.stderr.contains("zero bytes"), "{}", plan.stderr);
 }
 
