@@ -331,6 +331,11 @@ fn a_zero_filled_line_merged_into_the_next_is_reported_not_silently_dropped() {
         .stderr_has("zero bytes")
         .stderr_has(&format!("line {n} "));
     assert_eq!(space.ran_count("a"), 2);
+    // Still said by a reader that resumes from the run's snapshot.
+    space
+        .run(&["plan"])
+        .success()
+        .stderr_has(&format!("line {n} "));
     space
         .run(&["fsck", "--repair"])
         .success()
