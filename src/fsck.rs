@@ -398,13 +398,15 @@ fn run_check(state: &StateDir, out: &mut String) -> Result<i32> {
         let _ = writeln!(out, "clean: {} records, no problem", x.records);
         return Ok(EXIT_OK);
     }
-    let repairable = !x.unreadable.is_empty() || !x.zeros_in_lines.is_empty() || cache.is_some();
+    let repairable = !x.unreadable.is_empty() || cache.is_some();
     let _ = writeln!(
         out,
         "{problems} problem{}{}",
         if problems == 1 { "" } else { "s" },
         if repairable {
             "; `stepwise fsck --repair` moves the unreadable lines aside and rewrites the journal with the rest"
+        } else if !x.zeros_in_lines.is_empty() {
+            "; `stepwise fsck --repair` rewrites the journal without the zero bytes"
         } else {
             ""
         }
