@@ -28,7 +28,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, IoContext, Result};
-use crate::journal::{self, Record, RecordError};
+use crate::journal::{self, LineRead, Record, RecordError};
 use crate::lock::StateLock;
 use crate::state_dir::StateDir;
 use crate::view::progress::display_path;
@@ -80,6 +80,11 @@ pub struct Examination {
     pub torn: Option<Unreadable>,
     /// Lines of zero bytes, left by a crash on some filesystems. Harmless.
     pub zero_lines: Vec<usize>,
+    /// Lines of records with zero bytes among them: the same debris, run
+    /// into a record because the zeros covered a newline. A problem: a
+    /// record that stood where the zeros are is lost. Repair keeps the
+    /// records and drops the zeros.
+    pub zeros_in_lines: Vec<usize>,
     /// Records that disagree with the ones before them.
     pub inconsistencies: Vec<Inconsistency>,
     /// Attempts that started and never finished, `(step, attempt)`: what a
@@ -93,9 +98,10 @@ pub struct Examination {
 }
 
 impl Examination {
-    /// Problems: unreadable lines and inconsistencies.
+    /// Problems: unreadable lines, lines with zero bytes among records, and
+    /// inconsistencies.
     pub fn problems(&self) -> usize {
-        self.unreadable.len() + self.inconsistencies.len()
+        self.unreadable.len() + self.zeros_in_lines.len() + self.inconsistencies.len()
     }
 }
 
@@ -105,6 +111,8 @@ impl Examination {
 pub fn examine(bytes: &[u8]) -> Examination {
     let mut x = Examination::default();
     let mut consistency = Consistency::default();
+    // A record with a checksum was kept: later ones must have one too.
+    let mut checked = false;
     let mut pos = 0;
     let mut line_no = 0;
     while pos < bytes.len() {
@@ -114,47 +122,64 @@ pub fn examine(bytes: &[u8]) -> Examination {
             None => (&bytes[pos..], false),
         };
         pos += line.len() + usize::from(complete);
-        let zeros = line.iter().take_while(|&&b| b == 0).count();
-        let record = &line[zeros..];
-        if record.iter().all(u8::is_ascii_whitespace) {
-            if zeros > 0 {
+        let (read, zeros) = match journal::read_line(line, checked) {
+            LineRead::Blank => continue,
+            LineRead::Zeros => {
                 x.zero_lines.push(line_no);
+                continue;
             }
-            continue;
+            LineRead::One(one) => (vec![(line, one)], false),
+            LineRead::Zeroed(parts) => (parts, true),
+        };
+        if !complete {
+            // The reader takes a last line whole or not at all.
+            if let Some((part, Err(e))) = read.iter().find(|(_, r)| r.is_err()) {
+                x.torn = Some(unreadable(line_no, line, part, e));
+                continue;
+            }
         }
-        match Record::from_line(record) {
-            Ok(rec) => {
-                x.records += 1;
-                x.kept.extend_from_slice(record);
-                x.kept.push(b'\n');
-                consistency.check(line_no, &rec, &mut x.inconsistencies);
-            }
-            Err(e) => {
-                let message = match &e {
-                    RecordError::Newer { version } => {
-                        format!("written by a newer stepwise (format {version})")
-                    }
-                    RecordError::Bad(message) => message.clone(),
-                };
-                let bad = Unreadable {
-                    line: line_no,
-                    bytes: line.to_vec(),
-                    message,
-                    guess: guess(record),
-                };
-                if !complete {
-                    x.torn = Some(bad);
-                } else {
+        let mut all = true;
+        for (part, one) in read {
+            match one {
+                Ok((rec, c)) => {
+                    checked |= c;
+                    x.records += 1;
+                    x.kept.extend_from_slice(part);
+                    x.kept.push(b'\n');
+                    consistency.check(line_no, &rec, &mut x.inconsistencies);
+                }
+                Err(e) => {
+                    all = false;
                     if let RecordError::Newer { version } = e {
                         x.newer.get_or_insert((line_no, version));
                     }
-                    x.unreadable.push(bad);
+                    // Only the bad part goes aside: records around zeros stay.
+                    x.unreadable.push(unreadable(line_no, part, part, &e));
                 }
             }
+        }
+        if zeros && all {
+            x.zeros_in_lines.push(line_no);
         }
     }
     x.unfinished = consistency.unfinished();
     x
+}
+
+/// Line `line_no`, `bytes` as moved aside, which cannot be read because
+/// its part `record` gave `e`.
+fn unreadable(line_no: usize, bytes: &[u8], record: &[u8], e: &RecordError) -> Unreadable {
+    Unreadable {
+        line: line_no,
+        bytes: bytes.to_vec(),
+        message: match e {
+            RecordError::Newer { version } => {
+                format!("written by a newer stepwise (format {version})")
+            }
+            RecordError::Bad(message) => message.clone(),
+        },
+        guess: guess(record),
+    }
 }
 
 /// The running state of the consistency checks.
@@ -382,6 +407,8 @@ fn run_check(state: &StateDir, out: &mut String) -> Result<i32> {
         if problems == 1 { "" } else { "s" },
         if repairable {
             "; `stepwise fsck --repair` moves the unreadable lines aside and rewrites the journal with the rest"
+        } else if !x.zeros_in_lines.is_empty() {
+            "; `stepwise fsck --repair` rewrites the journal without the zero bytes"
         } else {
             ""
         }
@@ -413,6 +440,12 @@ fn report_journal(journal: &str, x: &Examination, running: bool, out: &mut Strin
             out,
             "note: the last line ({}) is incomplete: {fate}",
             torn.line
+        );
+    }
+    for line in &x.zeros_in_lines {
+        let _ = writeln!(
+            out,
+            "problem: line {line} holds zero bytes among its records, left by a crash that zeroed what was written there: a record that stood there is lost (if it was a success, its step runs again); the records around the zeros read"
         );
     }
     if !x.zero_lines.is_empty() {
@@ -508,7 +541,7 @@ fn run_repair(state: &StateDir, out: &mut String) -> Result<i32> {
     let shown = display_path(&journal).display().to_string();
     let mut moved: Vec<&Unreadable> = x.unreadable.iter().collect();
     moved.extend(&x.torn);
-    let rewrite = !moved.is_empty() || !x.zero_lines.is_empty();
+    let rewrite = !moved.is_empty() || !x.zero_lines.is_empty() || !x.zeros_in_lines.is_empty();
     if !moved.is_empty() {
         let aside = corrupt_path(state);
         let mut text = Vec::new();
@@ -562,12 +595,23 @@ fn run_repair(state: &StateDir, out: &mut String) -> Result<i32> {
             .context(format!("cannot rewrite the journal {}", journal.display()))?;
         let _ = writeln!(
             out,
-            "rewrote {shown} with its {} readable records{}",
+            "rewrote {shown} with its {} readable records{}{}",
             x.records,
             if x.zero_lines.is_empty() {
                 String::new()
             } else {
                 format!(" (dropped {} line(s) of zero bytes)", x.zero_lines.len())
+            },
+            match x.zeros_in_lines.as_slice() {
+                [] => String::new(),
+                lines => format!(
+                    " (removed the zero bytes from among the records of line(s) {})",
+                    lines
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             }
         );
     }
@@ -733,7 +777,27 @@ mod tests {
 
     #[test]
     fn a_newer_format_is_noted() {
-        let x = examine(&lines(&[RUN, r#"{"v":3,"event":"run","run":2,"at":1}"#]));
-        assert_eq!(x.newer, Some((2, 3)));
+        let x = examine(&lines(&[RUN, r#"{"v":4,"event":"run","run":2,"at":1}"#]));
+        assert_eq!(x.newer, Some((2, 4)));
+    }
+
+    #[test]
+    fn zeros_among_records_are_a_problem_and_only_the_zeros_are_dropped() {
+        let start = Record::AttemptStarted {
+            run: 1,
+            step: "a".into(),
+            attempt: 1,
+            at: 2,
+            stamp: None,
+        }
+        .to_line();
+        let mut bytes = lines(&[RUN]);
+        bytes.extend_from_slice(&[0; 30]);
+        bytes.extend_from_slice(&start);
+        let x = examine(&bytes);
+        assert_eq!((x.records, x.problems()), (2, 1), "{x:?}");
+        assert_eq!(x.zeros_in_lines, [2]);
+        assert_eq!(x.kept, [lines(&[RUN]), start].concat());
+        assert_eq!(examine(&x.kept).problems(), 0);
     }
 }

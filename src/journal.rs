@@ -7,7 +7,10 @@
 //!    instant leaves only whole lines behind, or at worst a torn last line.
 //! 2. A torn last line (no trailing newline: the machine died mid-write) is
 //!    ignored by readers and cut off by the next writer. A bad line anywhere
-//!    else is corruption and an error: we never guess.
+//!    else is corruption and an error: we never guess. Every record ends
+//!    with a checksum of its line, so a changed byte makes a bad line, not
+//!    a different record. Zero bytes a crash left, a line of them or run
+//!    into the records of a line, are skipped and always reported.
 //! 3. The file is fsynced at least once a second while a run goes on (group
 //!    commit) and before the writer is closed; with [`SyncMode::Always`] after
 //!    every record. A power cut therefore costs at most the last second of
@@ -31,15 +34,53 @@ use crate::error::{Error, IoContext, Result};
 use crate::fingerprint::{Components, Digest};
 use crate::pipeline::SyncMode;
 
-/// The newest format version this stepwise reads, stored in every record as
-/// `"v"`. Each record is written with the oldest version that holds it: 1
-/// for every kind of record but `submit` (2), so a journal that never saw
-/// Slurm stays readable by a stepwise from before it, and one that did is
-/// refused by such a stepwise as newer instead of read as corrupt.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format version of every record this stepwise writes, and the newest
+/// it reads, stored in every record as `"v"`. Format 3 records end with a
+/// checksum of the line (see [`Record::to_line`]); formats 1 and 2 (2: a
+/// Slurm `submit`) are those of earlier stepwise, read as before, without
+/// one. An earlier stepwise refuses a format 3 journal as newer (it says
+/// so) rather than append unchecked records to it.
+pub const FORMAT_VERSION: u32 = 3;
 
-/// The format of the records an older stepwise reads too.
-const BASE_VERSION: u32 = 1;
+/// The first format whose records carry a checksum: a record of it without
+/// one was changed after it was written.
+const CHECKED_VERSION: u32 = 3;
+
+/// What ends every checksummed line: `,"sum":"` 8 lowercase hex digits `"}`,
+/// the low 32 bits of the XXH3-64 of the line's bytes before this suffix.
+/// Last and of fixed width, so it is found and checked without parsing the
+/// JSON, and the line stays one JSON object for any other tool.
+const SUM_KEY: &[u8] = b",\"sum\":\"";
+const SUM_LEN: usize = SUM_KEY.len() + 8 + 2;
+
+/// The checksum of a line's bytes before its suffix, as stored.
+fn line_sum(body: &[u8]) -> [u8; 8] {
+    let sum = xxhash_rust::xxh3::xxh3_64(body) as u32;
+    let mut hex = [0u8; 8];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(sum >> (28 - 4 * i)) as usize & 15];
+    }
+    hex
+}
+
+/// `line` (a JSON object, without its newline) with its checksum made
+/// right, or added: a line changed on purpose (by a person repairing it by
+/// hand, or a test) reads again.
+pub fn reseal(line: &[u8]) -> Vec<u8> {
+    let body = match split_sum(line) {
+        Some((body, _)) => body,
+        None => line.strip_suffix(b"}").unwrap_or(line),
+    };
+    [body, SUM_KEY, &line_sum(body), b"\"}"].concat()
+}
+
+/// A line's checksum suffix split off: the bytes it covers and the digits.
+fn split_sum(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let body = line.len().checked_sub(SUM_LEN)?;
+    let suffix = &line[body..];
+    (suffix.starts_with(SUM_KEY) && suffix.ends_with(b"\"}"))
+        .then(|| (&line[..body], &suffix[SUM_KEY.len()..SUM_KEY.len() + 8]))
+}
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -455,12 +496,31 @@ struct Raw<'a> {
     attempts: Option<Vec<(Cow<'a, str>, bool)>>,
 }
 
+thread_local! {
+    /// Where a checked line's JSON is parsed from (see
+    /// [`Record::from_journal_line`]): one buffer, not one per record.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The version of a line that reads as JSON with a `"v"` newer than this
+/// stepwise's.
+fn newer_version(line: &[u8]) -> Option<u32> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let Version { v } = serde_json::from_slice(line).ok()?;
+    (v > FORMAT_VERSION).then_some(v)
+}
+
 impl Record {
-    /// The record as one journal line, newline included.
+    /// The record as one journal line, newline included: the record as a
+    /// JSON object whose last field, `"sum"`, is a checksum of the bytes
+    /// before it (see [`SUM_KEY`]).
     pub fn to_line(&self) -> Vec<u8> {
         let flat_value: Option<Box<serde_json::value::RawValue>>;
         let mut raw = Raw {
-            v: BASE_VERSION,
+            v: FORMAT_VERSION,
             ..Raw::default()
         };
         match self {
@@ -548,9 +608,6 @@ impl Record {
                 at,
                 job,
             } => {
-                // An older stepwise could not use it: it says so, as it
-                // does for any newer journal, rather than call it corrupt.
-                raw.v = 2;
                 raw.event = "submit".into();
                 (raw.run, raw.step, raw.attempt, raw.at) =
                     (Some(*run), Some(step.into()), Some(*attempt), *at);
@@ -597,32 +654,99 @@ impl Record {
                 }
             }
         }
-        let mut line = serde_json::to_vec(&raw).expect("a record always serializes");
-        line.push(b'\n');
+        let mut line = Vec::with_capacity(256);
+        serde_json::to_writer(&mut line, &raw).expect("a record always serializes");
+        // `{...}` becomes `{...,"sum":"<8 hex digits>"}`: see [`SUM_KEY`].
+        line.pop();
+        let sum = line_sum(&line);
+        line.extend_from_slice(SUM_KEY);
+        line.extend_from_slice(&sum);
+        line.extend_from_slice(b"\"}\n");
         line
     }
 
-    /// Parses one journal line (without its newline).
+    /// Parses one journal line (without its newline), on its own: as the
+    /// first line of a journal.
     pub fn from_line(line: &[u8]) -> std::result::Result<Record, RecordError> {
-        let raw: Raw<'_> = match serde_json::from_slice(line) {
+        Record::from_journal_line(line, false).map(|(record, _)| record)
+    }
+
+    /// Parses one journal line (without its newline) in its place in a
+    /// journal: `after_checked` when a record with a checksum came before
+    /// it. Returns the record and whether it carried a checksum.
+    ///
+    /// A line ending in a checksum is checked, whatever its version. A line
+    /// without one is read only if its version predates checksums and no
+    /// record with one came before: no stepwise ever appends an unchecked
+    /// record after a checked one (an earlier stepwise refuses a journal
+    /// holding format 3 as newer), so such a line was changed, perhaps
+    /// only in its `"v"` and suffix, and is refused like any bad line.
+    pub fn from_journal_line(
+        line: &[u8],
+        after_checked: bool,
+    ) -> std::result::Result<(Record, bool), RecordError> {
+        let sum = split_sum(line);
+        if let Some((body, stored)) = sum {
+            let actual = line_sum(body);
+            if stored != actual {
+                // A newer format may sum otherwise: say newer, not corrupt.
+                if let Some(version) = newer_version(line) {
+                    return Err(RecordError::Newer { version });
+                }
+                return Err(RecordError::Bad(format!(
+                    "its checksum does not match its bytes: the line was changed after it was written (it says `\"sum\":\"{}\"`, its bytes give `{}`)",
+                    String::from_utf8_lossy(stored),
+                    String::from_utf8_lossy(&actual)
+                )));
+            }
+        }
+        let checked = sum.is_some();
+        match sum {
+            // The JSON without its checksum, `{...` closed again: skipping
+            // the field costs more than copying the line.
+            Some((body, _)) => SCRATCH.with_borrow_mut(|json| {
+                json.clear();
+                json.extend_from_slice(body);
+                json.push(b'}');
+                Record::from_json(json, line, true, after_checked)
+            }),
+            None => Record::from_json(line, line, false, after_checked),
+        }
+        .map(|record| (record, checked))
+    }
+
+    /// [`Record::from_journal_line`] after the checksum: `json` is `line`
+    /// or its checked part.
+    fn from_json(
+        json: &[u8],
+        line: &[u8],
+        checked: bool,
+        after_checked: bool,
+    ) -> std::result::Result<Record, RecordError> {
+        let raw: Raw<'_> = match serde_json::from_slice(json) {
             Ok(raw) => raw,
             Err(e) => {
                 // Tell a record of a newer format apart from garbage before
                 // complaining about its fields.
-                #[derive(Deserialize)]
-                struct Version {
-                    v: u32,
-                }
-                if let Ok(Version { v }) = serde_json::from_slice(line)
-                    && v > FORMAT_VERSION
-                {
-                    return Err(RecordError::Newer { version: v });
+                if let Some(version) = newer_version(line) {
+                    return Err(RecordError::Newer { version });
                 }
                 return Err(RecordError::Bad(format!("not a journal record ({e})")));
             }
         };
         if raw.v > FORMAT_VERSION {
             return Err(RecordError::Newer { version: raw.v });
+        }
+        if !checked && raw.v >= CHECKED_VERSION {
+            return Err(RecordError::Bad(format!(
+                "a format {} record without its checksum (`\"sum\"`, last): the line was changed after it was written",
+                raw.v
+            )));
+        }
+        if !checked && after_checked {
+            return Err(RecordError::Bad(
+                "a record without a checksum after records with one: the line was changed after it was written (every record this stepwise writes has one)".into(),
+            ));
         }
         Record::from_raw(raw).map_err(RecordError::Bad)
     }
@@ -825,6 +949,13 @@ pub struct ReadReport {
     /// Lines of zero bytes skipped: debris some filesystems leave where a
     /// crash caught data not yet written.
     pub zero_lines: Vec<usize>,
+    /// Lines holding records and zero bytes: the same debris, when the zeros
+    /// cover a line's newline too and run into a record. The records are
+    /// read (their checksums say they are whole); whatever stood where the
+    /// zeros are is lost, so it is reported, never passed over in silence.
+    pub zeros_in_lines: Vec<usize>,
+    /// A record with a checksum was read: every later one must have one.
+    pub checked: bool,
 }
 
 /// Where events are stored. The planner never sees this: it works on the
@@ -1017,41 +1148,65 @@ impl<'p> Lines<'p> {
         let next = self.pos + line.len() as u64 + u64::from(complete);
         self.pos = next;
         let report = &mut self.report;
-        // A crash can leave zero bytes where data was not yet written; a line
-        // of them is not a record, and never something a user wrote.
-        let zeros = line.iter().take_while(|&&b| b == 0).count();
-        let record = &line[zeros..];
-        if record.iter().all(u8::is_ascii_whitespace) {
-            if zeros > 0 {
+        let mut records = match read_line(line, report.checked) {
+            LineRead::Blank => {
+                if complete {
+                    report.valid_len = next;
+                }
+                return Ok(());
+            }
+            LineRead::Zeros => {
                 report.zero_lines.push(line_no);
+                if complete {
+                    report.valid_len = next;
+                } else {
+                    report.torn_line = Some(line_no);
+                }
+                return Ok(());
             }
-            if complete {
-                report.valid_len = next;
-            } else if zeros > 0 {
-                report.torn_line = Some(line_no);
-            }
-            return Ok(());
-        }
-        match Record::from_line(record) {
-            Ok(rec) => {
+            LineRead::One(Ok(one)) => {
                 // A last line without its newline is fine if it is a whole
                 // record (a hand edit, or a crash between the record and its
                 // newline); the next writer adds the newline.
-                report.records += 1;
                 report.valid_len = next;
-                visit(rec);
+                accept(one, report, visit);
+                return Ok(());
+            }
+            LineRead::One(Err(e)) => return self.bad(e, complete),
+            LineRead::Zeroed(parts) => {
+                let mut records = Vec::with_capacity(parts.len());
+                for (_, read) in parts {
+                    match read {
+                        Ok(one) => records.push(one),
+                        Err(e) => return self.bad(e, complete),
+                    }
+                }
+                records
+            }
+        };
+        report.valid_len = next;
+        report.zeros_in_lines.push(line_no);
+        for one in records.drain(..) {
+            accept(one, report, visit);
+        }
+        Ok(())
+    }
+
+    /// The current line cannot be read for `e`: a torn last line if no
+    /// newline ended it, else an error.
+    fn bad(&mut self, e: RecordError, complete: bool) -> Result<()> {
+        let line_no = self.line_no;
+        match e {
+            _ if !complete => {
+                self.report.torn_line = Some(line_no);
                 Ok(())
             }
-            Err(_) if !complete => {
-                report.torn_line = Some(line_no);
-                Ok(())
-            }
-            Err(RecordError::Newer { version }) => Err(Error::NewerJournal {
+            RecordError::Newer { version } => Err(Error::NewerJournal {
                 path: self.path.to_path_buf(),
                 line: line_no,
                 version,
             }),
-            Err(RecordError::Bad(message)) => Err(Error::CorruptJournal {
+            RecordError::Bad(message) => Err(Error::CorruptJournal {
                 path: self.path.to_path_buf(),
                 line: line_no,
                 message,
@@ -1060,6 +1215,70 @@ impl<'p> Lines<'p> {
                 ),
             }),
         }
+    }
+}
+
+fn accept(
+    (record, checked): (Record, bool),
+    report: &mut ReadReport,
+    visit: &mut dyn FnMut(Record),
+) {
+    report.records += 1;
+    report.checked |= checked;
+    visit(record);
+}
+
+/// A record read from a line, with whether it carried a checksum.
+pub type LineRecord = std::result::Result<(Record, bool), RecordError>;
+
+/// What one journal line holds, by the rules every reader of a journal
+/// shares (the reader here and `fsck`, which must agree on every byte).
+pub enum LineRead<'a> {
+    /// Nothing but whitespace.
+    Blank,
+    /// Zero bytes (and whitespace) only: debris some filesystems leave where
+    /// a crash caught data not yet written. Not a record, and never
+    /// something a user wrote.
+    Zeros,
+    /// A line without zero bytes: one record, or why it is none.
+    One(LineRecord),
+    /// The same debris run into records, when the zeros covered a newline:
+    /// each part of the line between runs of zeros that is not blank, as
+    /// read. Whatever stood where the zeros are is lost.
+    Zeroed(Vec<(&'a [u8], LineRecord)>),
+}
+
+/// Reads one journal line (without its newline); `after_checked` as for
+/// [`Record::from_journal_line`], for its first record.
+pub fn read_line(line: &[u8], after_checked: bool) -> LineRead<'_> {
+    // No line that reads holds a zero byte (JSON escapes control bytes in
+    // strings and allows none outside): look for them only when it does not
+    // read, and the usual line pays nothing for it.
+    if line.first() != Some(&0) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return LineRead::Blank;
+        }
+        let one = Record::from_journal_line(line, after_checked);
+        if one.is_ok() || memchr::memchr(0, line).is_none() {
+            return LineRead::One(one);
+        }
+    }
+    let mut checked = after_checked;
+    let parts: Vec<_> = line
+        .split(|&b| b == 0)
+        .filter(|part| !part.iter().all(u8::is_ascii_whitespace))
+        .map(|part| {
+            let read = Record::from_journal_line(part, checked);
+            if let Ok((_, c)) = &read {
+                checked |= c;
+            }
+            (part, read)
+        })
+        .collect();
+    if parts.is_empty() {
+        LineRead::Zeros
+    } else {
+        LineRead::Zeroed(parts)
     }
 }
 
@@ -1626,9 +1845,16 @@ mod tests {
                 (&Outcome::NotStarted("input `x` is missing".into()), &None),
             ]
         );
-        // Written again, an old record is the same line: nothing is added.
-        let finish = old.split(|&b| b == b'\n').nth(2).unwrap();
-        assert_eq!(records[2].to_line(), [finish, b"\n"].concat());
+        // Written again, an old record is the same line in format 3: its
+        // version changes and a checksum ends it, nothing else.
+        let finish = std::str::from_utf8(old.split(|&b| b == b'\n').nth(2).unwrap()).unwrap();
+        let again = String::from_utf8(records[2].to_line()).unwrap();
+        let body = finish.replace("\"v\":1", "\"v\":3");
+        assert_eq!(again[..body.len() - 1], body[..body.len() - 1], "{again}");
+        assert!(
+            again[body.len() - 1..].starts_with(",\"sum\":\""),
+            "{again}"
+        );
     }
 
     #[test]
@@ -1705,45 +1931,149 @@ mod tests {
         );
     }
 
-    /// Only a `submit` record needs format 2: every other record is still
-    /// written as format 1, readable by a stepwise from before Slurm.
     #[test]
-    fn only_slurm_submissions_are_format_2() {
+    fn every_record_is_format_3_and_ends_with_the_checksum_of_the_bytes_before() {
         for record in all_kinds() {
-            let line = String::from_utf8(record.to_line()).unwrap();
-            let v = if matches!(record, Record::Submitted { .. }) {
-                2
-            } else {
-                1
-            };
-            assert!(line.starts_with(&format!("{{\"v\":{v},")), "{line}");
+            let line = record.to_line();
+            let text = std::str::from_utf8(&line).unwrap();
+            assert!(text.starts_with("{\"v\":3,"), "{text}");
+            let line = &line[..line.len() - 1];
+            let (body, sum) = split_sum(line).expect("a checksum last");
+            assert_eq!(sum, line_sum(body));
+            assert!(sum.iter().all(|b| b"0123456789abcdef".contains(b)));
+            // Still one JSON object, for any other tool.
+            let json: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert_eq!(json["sum"], std::str::from_utf8(sum).unwrap());
         }
-        let line = br#"{"v":2,"event":"submit","run":3,"step":"s","attempt":2,"at":5,"job":"17"}"#;
-        assert_eq!(
-            Record::from_line(line),
-            Ok(Record::Submitted {
-                run: 3,
-                step: "s".into(),
-                attempt: 2,
-                at: 5,
-                job: "17".into()
-            })
+    }
+
+    /// What a flipped bit, a bad sector or a stray edit does to one byte:
+    /// before checksums, 61 of 150 such changes loaded without a word, 3
+    /// of them dropping a success by changing a digit of a fingerprint.
+    #[test]
+    fn every_single_byte_change_of_a_record_is_refused() {
+        for record in all_kinds() {
+            let line = record.to_line();
+            let line = &line[..line.len() - 1];
+            for at in 0..line.len() {
+                for new in [
+                    line[at] ^ 1,
+                    line[at] ^ 0x20,
+                    b'0',
+                    b'1',
+                    b'3',
+                    b' ',
+                    b'"',
+                    0xff,
+                ] {
+                    if new == line[at] {
+                        continue;
+                    }
+                    let mut changed = line.to_vec();
+                    changed[at] = new;
+                    let text = String::from_utf8_lossy(&changed);
+                    assert!(Record::from_line(&changed).is_err(), "accepted: {text}");
+                }
+            }
+        }
+    }
+
+    /// A format 3 record whose checksum is gone (its `"v"` turned into 1 and
+    /// its suffix broken as well) would read as a record from before
+    /// checksums: after a checked record, it cannot be one.
+    #[test]
+    fn a_record_cannot_pass_for_one_from_before_checksums() {
+        let run = Record::RunStarted {
+            run: 1,
+            at: 1,
+            pid: 1,
+        }
+        .to_line();
+        let unchecked = b"{\"v\":1,\"event\":\"forget\",\"at\":2,\"all\":true}\n";
+        // As in a journal of an earlier stepwise, then appended to: reads.
+        let old_then_new = [&unchecked[..], &run].concat();
+        let report = read_bytes(Path::new("j"), &old_then_new, &mut |_| {}).unwrap();
+        assert_eq!((report.records, report.checked), (2, true));
+        // The other way round no stepwise writes.
+        let new_then_old = [&run[..], unchecked].concat();
+        let err = read_bytes(Path::new("j"), &new_then_old, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(err, Error::CorruptJournal { line: 2, .. }),
+            "{err}"
         );
-        let line = br#"{"v":1,"event":"finish","run":1,"step":"s","attempt":1,"at":1,"ok":false,"reason":"slurm","state":"NODE_FAIL","duration_ms":4}"#;
-        match Record::from_line(line).unwrap() {
-            Record::AttemptFinished { outcome, .. } => {
-                assert_eq!(outcome, Outcome::Job("NODE_FAIL".into()))
+        assert!(err.to_string().contains("checksum"), "{err}");
+        // Format 3 without its checksum, anywhere.
+        let line = b"{\"v\":3,\"event\":\"forget\",\"at\":2,\"all\":true}";
+        let err = Record::from_line(line).unwrap_err();
+        assert!(
+            matches!(&err, RecordError::Bad(m) if m.contains("checksum")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_changed_checksum_is_named_with_the_one_the_bytes_give() {
+        let mut line = Record::Forgotten { at: 1, steps: None }.to_line();
+        line.pop();
+        let (body, sum) = split_sum(&line).unwrap();
+        let (body, sum) = (body.to_vec(), sum.to_vec());
+        let n = line.len();
+        line[n - 3] = if line[n - 3] == b'0' { b'1' } else { b'0' };
+        match Record::from_line(&line) {
+            Err(RecordError::Bad(message)) => {
+                assert!(message.contains("checksum does not match"), "{message}");
+                assert!(
+                    message.contains(std::str::from_utf8(&sum).unwrap()),
+                    "{message}"
+                );
+                assert_eq!(line_sum(&body), sum[..]);
             }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
+    fn zeros_run_into_a_record_are_reported_and_the_records_around_them_read() {
+        let kinds = all_kinds();
+        let mut bytes = kinds[0].to_line();
+        // A whole line zeroed with its newline: its zeros start the next.
+        bytes.extend(std::iter::repeat_n(0u8, 50));
+        bytes.extend_from_slice(&kinds[1].to_line());
+        // Zeros from the end of a record into the next one.
+        let mut third = kinds[2].to_line();
+        third.pop();
+        bytes.extend_from_slice(&third);
+        bytes.extend_from_slice(&[0; 9]);
+        bytes.extend_from_slice(&kinds[3].to_line());
+        bytes.extend_from_slice(b"\0\0\n");
+        let mut got = Vec::new();
+        let report = read_bytes(Path::new("j"), &bytes, &mut |r| got.push(r)).unwrap();
+        assert_eq!(got, kinds[..4]);
+        assert_eq!(report.zeros_in_lines, [2, 3]);
+        assert_eq!(report.zero_lines, [4]);
+        assert_eq!(report.valid_len, bytes.len() as u64);
+        // What is left of a zeroed record is no record: corruption.
+        let mut bytes = kinds[0].to_line();
+        bytes.extend_from_slice(&third[..20]);
+        bytes.extend_from_slice(&[0; 9]);
+        bytes.extend_from_slice(&kinds[3].to_line());
+        let err = read_bytes(Path::new("j"), &bytes, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(err, Error::CorruptJournal { line: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_newer_format_is_refused() {
-        let err = Record::from_line(b"{\"v\":3,\"event\":\"run\",\"run\":1,\"at\":1}").unwrap_err();
-        assert_eq!(err, RecordError::Newer { version: 3 });
-        let err = Record::from_line(b"{\"v\":3,\"event\":\"new kind\",\"stuff\":[1]}").unwrap_err();
-        assert_eq!(err, RecordError::Newer { version: 3 });
+        let err = Record::from_line(b"{\"v\":4,\"event\":\"run\",\"run\":1,\"at\":1}").unwrap_err();
+        assert_eq!(err, RecordError::Newer { version: 4 });
+        let err = Record::from_line(b"{\"v\":4,\"event\":\"new kind\",\"stuff\":[1]}").unwrap_err();
+        assert_eq!(err, RecordError::Newer { version: 4 });
+        // Even if it ends in what reads as a checksum of ours, and is not.
+        let err =
+            Record::from_line(b"{\"v\":4,\"event\":\"run\",\"sum\":\"00000000\"}").unwrap_err();
+        assert_eq!(err, RecordError::Newer { version: 4 });
     }
 
     #[test]

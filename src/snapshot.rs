@@ -31,7 +31,7 @@ use crate::journal::{ReadReport, Resume};
 
 /// The file's name in the state dir.
 pub const FILE: &str = "history-snapshot";
-const MAGIC: &[u8; 16] = b"stepwise-hs-v03\n";
+const MAGIC: &[u8; 16] = b"stepwise-hs-v04\n";
 /// The covered part of the journal is checked this many bytes at a time.
 const CHUNK: u64 = 1 << 20;
 
@@ -108,6 +108,14 @@ pub fn load(path: &Path, journal: &File) -> Option<Valid> {
     let zero_lines = (0..r.usize()?)
         .map(|_| r.usize())
         .collect::<Option<Vec<_>>>()?;
+    let zeros_in_lines = (0..r.usize()?)
+        .map(|_| r.usize())
+        .collect::<Option<Vec<_>>>()?;
+    let checked = match r.u64()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     let chunks = (0..r.usize()?)
         .map(|_| r.digest())
         .collect::<Option<Vec<_>>>()?;
@@ -136,6 +144,8 @@ pub fn load(path: &Path, journal: &File) -> Option<Valid> {
                 valid_len: offset,
                 torn_line: None,
                 zero_lines,
+                zeros_in_lines,
+                checked,
             },
         },
         chunks,
@@ -180,6 +190,7 @@ fn try_save(
     let known_lines = if known_offset >= from { known_lines } else { 0 };
     state.lines = known_lines + newlines;
     state.report.zero_lines.retain(|&l| l <= state.lines);
+    state.report.zeros_in_lines.retain(|&l| l <= state.lines);
     let mut e = Enc(Vec::with_capacity(1 << 16));
     e.u64(stamp.dev);
     e.u64(stamp.ino);
@@ -193,6 +204,11 @@ fn try_save(
     for &l in &state.report.zero_lines {
         e.u64(l as u64);
     }
+    e.u64(state.report.zeros_in_lines.len() as u64);
+    for &l in &state.report.zeros_in_lines {
+        e.u64(l as u64);
+    }
+    e.u64(u64::from(state.report.checked));
     e.u64(chunks.len() as u64);
     for d in &chunks {
         e.bytes(&d.0);

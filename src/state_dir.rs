@@ -53,8 +53,10 @@ pub struct Writer {
     /// The history snapshot the journal was read on from: its chunk
     /// digests, the bytes and lines it covered.
     snapshot: (Vec<crate::fingerprint::Digest>, u64, usize),
-    /// Lines of zero bytes in the journal (see [`journal::ReadReport`]).
-    zero_lines: Vec<usize>,
+    /// Lines of zero bytes, and of zeros among records, in the journal, and
+    /// whether it holds a checksummed record (see [`journal::ReadReport`]):
+    /// what the snapshot must remember of it.
+    debris: (Vec<usize>, Vec<usize>, bool),
     /// Whether the snapshot holds the whole journal: nothing to save.
     snapshot_current: bool,
     dir: StateDir,
@@ -325,7 +327,7 @@ impl StateDir {
             records: report.records,
             appended: 0,
             snapshot,
-            zero_lines: report.zero_lines,
+            debris: (report.zero_lines, report.zeros_in_lines, report.checked),
             snapshot_current,
             dir: self.clone(),
             sync,
@@ -499,7 +501,7 @@ impl Writer {
         self.records = report.records;
         self.appended = 0;
         self.snapshot = (Vec::new(), 0, 0);
-        self.zero_lines = report.zero_lines;
+        self.debris = (report.zero_lines, report.zeros_in_lines, report.checked);
         self.snapshot_current = false;
         let logs_removed = self.remove_unreferenced_logs();
         let values_removed = self.remove_unreferenced_values();
@@ -563,7 +565,7 @@ impl Writer {
             records,
             appended,
             snapshot,
-            zero_lines,
+            debris: (zero_lines, zeros_in_lines, checked),
             snapshot_current,
             dir,
             _lock,
@@ -583,6 +585,9 @@ impl Writer {
                 valid_len: len,
                 torn_line: None,
                 zero_lines,
+                zeros_in_lines,
+                // Every record it appended has a checksum.
+                checked: checked || appended > 0,
             },
         };
         crate::snapshot::save(
@@ -710,15 +715,26 @@ pub fn state_dir_name(pipeline_file: &Path) -> String {
 }
 
 fn zero_warnings(journal: &Path, report: &journal::ReadReport) -> Vec<String> {
-    match report.zero_lines.as_slice() {
-        [] => Vec::new(),
-        lines => vec![format!(
-            "{} line(s) of zero bytes in {} (first: line {}), left by a crash; ignored",
-            lines.len(),
+    let mut warnings = Vec::new();
+    if let [first, ..] = report.zero_lines.as_slice() {
+        warnings.push(format!(
+            "{} line(s) of zero bytes in {} (first: line {first}), left by a crash; ignored",
+            report.zero_lines.len(),
             journal.display(),
-            lines[0]
-        )],
+        ));
     }
+    // The zeros took a line's newline with them: what stood there is gone.
+    if let [first, rest @ ..] = report.zeros_in_lines.as_slice() {
+        let more = match rest.len() {
+            0 => String::new(),
+            n => format!(" (and {n} more line(s))"),
+        };
+        warnings.push(format!(
+            "line {first} of {}{more} holds zero bytes among its records, left by a crash that zeroed what was written there: a record that stood there is lost (if it was a success, its step runs again); the records around the zeros are read. `stepwise fsck --repair` removes the zeros",
+            journal.display(),
+        ));
+    }
+    warnings
 }
 
 fn torn_warning(journal: &Path, line: usize, fate: &str) -> String {

@@ -179,7 +179,7 @@ fn a_torn_last_line_and_zero_lines_are_notes_and_repair_tidies_them() {
 fn a_newer_journal_is_refused_by_check_and_repair_and_left_untouched() {
     let space = half_done();
     let mut all = lines(&space);
-    all.push(r#"{"v":3,"event":"run","run":9,"at":1,"new":"field"}"#.into());
+    all.push(r#"{"v":4,"event":"run","run":9,"at":1,"new":"field"}"#.into());
     all.push("garbage".into());
     set_lines(&space, &all);
     let before = space.journal_bytes();
@@ -188,7 +188,7 @@ fn a_newer_journal_is_refused_by_check_and_repair_and_left_untouched() {
             .run(args)
             .code(2)
             .stderr_has("written by a newer stepwise")
-            .stderr_has("format 3");
+            .stderr_has("format 4");
     }
     assert_eq!(space.journal_bytes(), before);
     assert!(corrupt_files(&space).is_empty());
@@ -198,11 +198,19 @@ fn a_newer_journal_is_refused_by_check_and_repair_and_left_untouched() {
 fn records_that_contradict_each_other_are_problems_repair_never_drops() {
     let space = half_done();
     let mut all = lines(&space);
-    // A finish for an attempt that never started.
-    all.push(
-        r#"{"v":1,"event":"finish","run":1,"step":"ghost","attempt":4,"at":9,"ok":true,"exit_code":0}"#
-            .into(),
-    );
+    // A finish for an attempt that never started (with its checksum, as
+    // stepwise writes every record).
+    let ghost = stepwise::journal::Record::AttemptFinished {
+        run: 1,
+        step: "ghost".into(),
+        attempt: 4,
+        at: 9,
+        duration_ms: 0,
+        outcome: stepwise::journal::Outcome::Success,
+        value: None,
+    }
+    .to_line();
+    all.push(String::from_utf8(ghost).unwrap().trim_end().into());
     set_lines(&space, &all);
     let before = space.journal_bytes();
     space

@@ -97,7 +97,7 @@ fn a_run_compacts_a_journal_that_grew_far_past_its_state() {
             big.push('\n');
         }
     }
-    space.write(".stepwise/journal.jsonl", &big);
+    space.write_journal_resealed(&big);
     let plan_before = space.plan_json(&[]);
     let lines_before = big.lines().count();
     assert!(lines_before >= 10_000);
@@ -288,7 +288,7 @@ fn a_run_that_compacts_the_journal_leaves_it_clean_and_history_as_it_was() {
             big += &format!("{record}\n");
         }
     }
-    space.write(".stepwise/journal.jsonl", &big);
+    space.write_journal_resealed(&big);
     space.run(&["fsck"]).success();
     let (runs_before, _) = history_json(&space, &[]);
     assert_eq!(runs_before.len(), 3000);

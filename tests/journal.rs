@@ -74,11 +74,11 @@ fn the_next_run_cuts_a_torn_last_line_off_and_works() {
         .strip_prefix(&whole)
         .expect("the whole lines are kept as they were");
     assert!(
-        added.starts_with("{\"v\":1,\"event\":\"run\""),
+        added.starts_with("{\"v\":3,\"event\":\"run\""),
         "the torn line is gone and the run's first record follows the last whole line:\n{added}"
     );
     let records = journal_records(&journal);
-    assert!(records.iter().all(|r| r["v"] == 1), "{journal}");
+    assert!(records.iter().all(|r| r["v"] == 3), "{journal}");
 
     let plan = space.run(&["plan"]);
     plan.success()
@@ -161,7 +161,7 @@ fn a_corrupt_last_line_that_ends_in_a_newline_is_corruption_not_a_torn_write() {
 #[test]
 fn a_record_from_a_newer_stepwise_is_refused() {
     let space = half_done();
-    append(&space, "{\"v\":3,\"event\":\"run\",\"run\":3,\"at\":1}\n");
+    append(&space, "{\"v\":4,\"event\":\"run\",\"run\":3,\"at\":1}\n");
     let newer = space.journal_bytes();
     space.write("fixed", "");
     for command in [&["run"][..], &["plan"], &["checkpoint", "export"]] {
@@ -176,7 +176,7 @@ fn a_journal_from_a_newer_stepwise_is_not_called_corrupt() {
     // The file is fine; this stepwise is just too old for it. "corrupt"
     // would send the user repairing or moving aside a healthy journal.
     let space = half_done();
-    append(&space, "{\"v\":3,\"event\":\"run\",\"run\":3,\"at\":1}\n");
+    append(&space, "{\"v\":4,\"event\":\"run\",\"run\":3,\"at\":1}\n");
     let out = space.run(&["run"]);
     out.code(2)
         .stderr_has("newer stepwise")
@@ -203,7 +203,7 @@ fn every_record_is_a_whole_json_line_with_the_format_version() {
         events,
         ["run", "start", "finish", "start", "finish", "end", "forget"]
     );
-    assert!(records.iter().all(|r| r["v"] == 1));
+    assert!(records.iter().all(|r| r["v"] == 3 && r["sum"].is_string()));
     assert_eq!(records[2]["ok"], true);
     assert_eq!(records[4]["ok"], false);
     assert_eq!(records[4]["exit_code"], 3);
@@ -274,4 +274,101 @@ fn a_whole_last_record_without_its_newline_is_kept() {
     for line in space.journal().lines() {
         let _: serde_json::Value = serde_json::from_str(line).expect("every line is a record");
     }
+}
+
+/// The 1-based number of the journal line holding `event` for `step`.
+fn line_of(space: &Space, event: &str, step: &str) -> usize {
+    space
+        .journal()
+        .lines()
+        .position(|l| {
+            l.contains(&format!("\"event\":\"{event}\""))
+                && l.contains(&format!("\"step\":\"{step}\""))
+        })
+        .expect("the record is there")
+        + 1
+}
+
+#[test]
+fn a_zero_filled_line_merged_into_the_next_is_reported_not_silently_dropped() {
+    // A crash can zero a page that ends exactly where a line starts: the
+    // zeroed line's newline is gone too, and its zeros become a prefix of
+    // the next line, which still reads.
+    let space = half_done();
+    let n = line_of(&space, "finish", "a");
+    let journal = space.journal();
+    let mut zeroed = String::new();
+    for (i, line) in journal.lines().enumerate() {
+        if i + 1 == n {
+            zeroed.push_str(&"\0".repeat(line.len() + 1));
+        } else {
+            zeroed.push_str(line);
+            zeroed.push('\n');
+        }
+    }
+    space.write(".stepwise/journal.jsonl", &zeroed);
+    let damaged = space.journal_bytes();
+
+    // The zeros now start line n: that line is named, and the lost record
+    // is said to be lost (a's success: a runs again).
+    for command in [&["plan"][..], &["status"]] {
+        space
+            .run(command)
+            .success()
+            .stderr_has("zero bytes")
+            .stderr_has(&format!("line {n} "));
+    }
+    assert_eq!(space.journal_bytes(), damaged, "a reader changes nothing");
+    space
+        .run(&["fsck"])
+        .code(1)
+        .stdout_has(&format!("line {n}"))
+        .stdout_has("zero bytes");
+    // a's success is lost: it runs again, and the run says why.
+    space
+        .run(&["run"])
+        .code(1)
+        .stderr_has("zero bytes")
+        .stderr_has(&format!("line {n} "));
+    assert_eq!(space.ran_count("a"), 2);
+    // Still said by a reader that resumes from the run's snapshot.
+    space
+        .run(&["plan"])
+        .success()
+        .stderr_has(&format!("line {n} "));
+    space
+        .run(&["fsck", "--repair"])
+        .success()
+        .stdout_has("zero bytes");
+    space.run(&["fsck"]).success().stdout_has("clean");
+    let plan = space.run(&["plan"]);
+    plan.success().stdout_has("1 done, 2 remaining");
+    assert!(!plan.stderr.contains("zero bytes"), "{}", plan.stderr);
+}
+
+#[test]
+fn a_changed_digit_of_a_recorded_fingerprint_is_corruption_not_a_silent_rerun() {
+    let space = half_done();
+    let n = line_of(&space, "start", "a");
+    let journal = space.journal();
+    let line = journal.lines().nth(n - 1).unwrap();
+    let at = line.find("\"fingerprint\":\"").unwrap() + "\"fingerprint\":\"".len();
+    let mut changed = line.as_bytes().to_vec();
+    changed[at] = if changed[at] == b'0' { b'1' } else { b'0' };
+    replace_line(&space, n, std::str::from_utf8(&changed).unwrap());
+    let corrupt = space.journal_bytes();
+    space.write("fixed", "");
+    for command in [&["plan"][..], &["run"]] {
+        space
+            .run(command)
+            .code(2)
+            .stderr_has(&format!("journal.jsonl:{n}"))
+            .stderr_has("checksum");
+    }
+    assert_eq!(space.ran(), ["a", "b"], "nothing ran");
+    assert_eq!(space.journal_bytes(), corrupt);
+    space
+        .run(&["fsck"])
+        .code(1)
+        .stdout_has(&format!("line {n}"));
 }

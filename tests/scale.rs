@@ -92,8 +92,12 @@ fn a_no_op_run_of_10000_steps_reads_the_journal_once_and_hashes_nothing() {
         .append(true)
         .open(space.join(".stepwise/journal.jsonl"))
         .unwrap();
-    let line = b"{\"v\":1,\"event\":\"forget\",\"at\":1,\"steps\":[\"s9999\"]}\n";
-    std::io::Write::write_all(&mut journal, line).unwrap();
+    let line = stepwise::journal::Record::Forgotten {
+        at: 1,
+        steps: Some(vec!["s9999".into()]),
+    }
+    .to_line();
+    std::io::Write::write_all(&mut journal, &line).unwrap();
     drop(journal);
     let parsed = stepwise::journal::bytes_parsed();
     let inspection = project.inspect(&[], Mode::Fingerprint).unwrap();

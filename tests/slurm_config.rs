@@ -267,7 +267,8 @@ fn an_attempt_without_a_script_was_never_submitted() {
 }
 
 /// `status` and `plan` tell a job in flight from an attempt that simply
-/// died, and a journal with Slurm records is format 2 only where needed.
+/// died, in a journal as a stepwise before checksums wrote it (format 2
+/// only for Slurm records).
 #[test]
 fn inspecting_a_journal_with_jobs_in_flight() {
     let space = Space::with(TWO_STEPS);

@@ -95,3 +95,41 @@ fn every_command_that_writes_the_journal_leaves_a_snapshot_the_next_one_uses() {
         assert_eq!(plans(&space), with_snapshot, "after {args:?}");
     }
 }
+
+/// What the snapshot skips is still judged as if read: zeros among records
+/// in the part it covers are still reported, and a record without a
+/// checksum appended after checksummed ones is still refused.
+#[test]
+fn what_a_snapshot_covers_still_counts_for_warnings_and_checksums() {
+    let space = Space::with(PIPELINE);
+    space.run(&["run", "-k"]).code(1);
+    let mut bytes = space.journal_bytes().unwrap();
+    let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes.splice(second..second, [0u8; 12]);
+    std::fs::write(space.join(".stepwise/journal.jsonl"), &bytes).unwrap();
+    // This run reads the whole journal and leaves a snapshot covering it.
+    space.run(&["run", "-k"]).code(1).stderr_has("line 2 ");
+    let snapshot = space.join(".stepwise/history-snapshot");
+    let covered = std::fs::metadata(&snapshot).unwrap().modified().unwrap();
+    space.run(&["plan"]).success().stderr_has("line 2 ");
+    assert_eq!(
+        std::fs::metadata(&snapshot).unwrap().modified().unwrap(),
+        covered
+    );
+
+    let mut journal = std::fs::OpenOptions::new()
+        .append(true)
+        .open(space.join(".stepwise/journal.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut journal,
+        b"{\"v\":1,\"event\":\"forget\",\"at\":1,\"all\":true}\n",
+    )
+    .unwrap();
+    let lines = space.journal().lines().count();
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has(&format!("journal.jsonl:{lines}"))
+        .stderr_has("without a checksum");
+}
