@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use stepwise::checkpoint::{format_checkpoint, parse_checkpoint};
-use stepwise::history::{History, export_checkpoint};
 use stepwise::journal::{Outcome, Record, read_bytes};
+use stepwise::state::history::{History, export_checkpoint};
 use stepwise::{Error, Pipeline};
 
 /// The pipeline file parser and validator: any text is either a pipeline or
@@ -62,7 +62,7 @@ pub fn pipeline(data: &[u8]) {
                         .and_then(|p| p.components().next());
                     let first = first.and_then(|c| c.as_os_str().to_str()).unwrap_or("");
                     assert!(
-                        !stepwise::state_dir::is_state_dir_name(first),
+                        !stepwise::state::dir::is_state_dir_name(first),
                         "output {} in the state dir",
                         path.display()
                     );
@@ -91,12 +91,12 @@ pub fn pipeline(data: &[u8]) {
 /// reader, and what `fsck --repair` would keep reads back cleanly.
 pub fn journal(data: &[u8]) {
     let path = Path::new("journal.jsonl");
-    let examination = stepwise::fsck::examine(data);
+    let examination = stepwise::state::fsck::examine(data);
     let mut kept = 0;
     read_bytes(path, &examination.kept, &mut |_| kept += 1).expect("what fsck keeps reads back");
     assert_eq!(kept, examination.records);
     assert!(
-        stepwise::fsck::examine(&examination.kept)
+        stepwise::state::fsck::examine(&examination.kept)
             .unreadable
             .is_empty()
     );

@@ -87,7 +87,7 @@ pub enum Error {
         path: PathBuf,
         /// Who holds it, as the holder wrote it down; `None` when the lock
         /// file could not be read.
-        holder: Option<crate::lock::Holder>,
+        holder: Option<crate::state::lock::Holder>,
     },
 
     /// A durable step of a Rust program (see [`crate::Run`]) cannot be run

@@ -159,7 +159,7 @@ impl Components {
 ///
 /// Serialized (`--json`) as `{"kind": "input changed", "path": "a.csv"}`:
 /// the kind in the words of its [`Display`](fmt::Display) form, the details
-/// as fields. An attempt number is an [`Attempt::number`](crate::history::Attempt::number)
+/// as fields. An attempt number is an [`Attempt::number`](crate::state::history::Attempt::number)
 /// (0 for an imported attempt).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind")]

@@ -286,7 +286,7 @@ impl FileHasher {
         entries.retain(|e| {
             !e.file_name()
                 .to_str()
-                .is_some_and(crate::state_dir::is_state_dir_name)
+                .is_some_and(crate::state::dir::is_state_dir_name)
         });
         entries.sort_by_key(|e| e.file_name());
         let mut h = blake3::Hasher::new();

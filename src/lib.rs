@@ -141,16 +141,14 @@
 //! - [`checkpoint`]: the seed contract, [`resume_from_checkpoint`]
 //! - [`pipeline`]: the pipeline file, parsed and validated
 //! - [`journal`]: the append-only record of attempts, and its durability
-//! - [`history`]: what the journal says about each step
 //! - [`fingerprint`], [`hash`] and [`workspace`]: what defines a step, and
 //!   what the files on disk say about it
 //! - [`plan`](mod@plan): which steps run and why
 //! - [`run`]: doing the work: the scheduler, local processes, Slurm jobs
-//! - [`state_dir`] and [`lock`]: the `.stepwise/` folder and its one writer
-//! - [`fsck`]: checking the state dir, and repairing an unreadable journal
+//! - [`state`]: what the journal means (history, runs, snapshot,
+//!   compaction, fsck), the `.stepwise/` folder and its one writer
 //! - [`project`]: a pipeline and its state dir, with the operations of the
 //!   command line as library calls
-//! - [`runs`]: the journal seen run by run
 //! - [`view`]: what stepwise shows: a run's progress (console, live
 //!   display, `--events json`), `history`, `status --run`, `graph` and the
 //!   HTML `report`; [`style`] (colour)
@@ -180,24 +178,18 @@ pub(crate) fn dispose<T>(value: T) {
     }
 }
 pub mod cli;
-pub mod compact;
 pub mod diagnostic;
 pub mod durable;
 pub mod error;
 pub mod fingerprint;
-pub mod fsck;
 pub mod hash;
-pub mod history;
 pub mod journal;
-pub mod lock;
 pub mod pipeline;
 pub mod pipeline_cache;
 pub mod plan;
 pub mod project;
 pub mod run;
-pub mod runs;
-pub mod snapshot;
-pub mod state_dir;
+pub mod state;
 pub mod style;
 pub mod time;
 pub mod view;

@@ -254,7 +254,7 @@ impl Pipeline {
                 }
             })
             .unwrap_or(Path::new("."));
-        let root = crate::state_dir::real_path(root)
+        let root = crate::state::dir::real_path(root)
             .context(format!("cannot resolve the folder of {}", path.display()))?;
         Ok((source, root))
     }
@@ -2127,7 +2127,7 @@ fn inside_root(
                 .components()
                 .next()
                 .and_then(|c| c.as_os_str().to_str())
-                .is_some_and(crate::state_dir::is_state_dir_name) =>
+                .is_some_and(crate::state::dir::is_state_dir_name) =>
         {
             Err("it is inside stepwise's state dir".into())
         }

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::fingerprint::Digest;
 use crate::hash::write_atomically;
 use crate::pipeline::Pipeline;
-use crate::state_dir::state_dir_name;
+use crate::state::dir::state_dir_name;
 
 const MAGIC: &[u8; 16] = b"stepwise-pl-v02\n";
 const HEADER: usize = MAGIC.len() + 16 + 16;

@@ -17,9 +17,9 @@ use serde::Serialize;
 
 use crate::checkpoint::resume_from_checkpoint;
 use crate::fingerprint::Reason;
-use crate::history::{Attempt, History, StepHistory};
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
+use crate::state::history::{Attempt, History, StepHistory};
 use crate::time::{format_duration_ms, format_time};
 use crate::workspace::{StepFacts, output_provides};
 

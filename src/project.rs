@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::fingerprint::{Digest, Reason};
 use crate::hash::FileHasher;
-use crate::history::Attempt;
 use crate::journal::{Record, Stamp, now};
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Mode, Plan, StepPlan, plan};
 use crate::run::scheduler::{RunOptions, RunSummary, execute_adopting, reattach};
-use crate::state_dir::{Compaction, Loaded, StateDir};
+use crate::state::dir::{Compaction, Loaded, StateDir};
+use crate::state::history::Attempt;
 use crate::view::progress::Progress;
 use crate::workspace::{MissingInput, Survey};
 
@@ -110,7 +110,7 @@ impl Project {
 
     /// Takes the lock for `command`; while holding it, stores the compiled
     /// pipeline if the file had to be parsed.
-    fn writer(&self, command: &str) -> Result<crate::state_dir::Writer> {
+    fn writer(&self, command: &str) -> Result<crate::state::dir::Writer> {
         let writer = self.state.open_writer(self.pipeline.sync, command)?;
         if let Some(compiled) = &self.compiled {
             let cache = crate::pipeline_cache::cache_path(&self.pipeline.path, &self.pipeline.root);
@@ -138,7 +138,7 @@ impl Project {
             ));
         }
         let loaded = state.load()?;
-        let root = crate::state_dir::real_path(dir)
+        let root = crate::state::dir::real_path(dir)
             .context(format!("cannot resolve the folder {}", dir.display()))?;
         let names = loaded.history.step_names().iter().cloned();
         Ok(Project {
@@ -277,7 +277,7 @@ impl Project {
         })
     }
 
-    /// Compacts the journal (see [`crate::compact`]): keeps per step its
+    /// Compacts the journal (see [`crate::state::compact`]): keeps per step its
     /// latest success and latest attempt, and every run's summary.
     pub fn gc(&self) -> Result<Compaction> {
         let mut writer = self.writer("gc")?;

@@ -326,7 +326,7 @@ fn in_state_dir(root: &Path, parent: &Path, name: Option<&std::ffi::OsStr>) -> b
         .map(|c| c.as_os_str())
         .chain(name)
         .filter_map(|c| c.to_str())
-        .any(crate::state_dir::is_state_dir_name)
+        .any(crate::state::dir::is_state_dir_name)
 }
 
 fn is_glob(pattern: &str) -> bool {
@@ -367,7 +367,7 @@ pub fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         let in_state_dir = rel.components().any(|c| {
             c.as_os_str()
                 .to_str()
-                .is_some_and(crate::state_dir::is_state_dir_name)
+                .is_some_and(crate::state::dir::is_state_dir_name)
         });
         if !in_state_dir {
             out.push(rel);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use stepwise::journal::{Outcome, Record};
 use stepwise::plan::{Action, State};
-use stepwise::state_dir::StateDir;
+use stepwise::state::dir::StateDir;
 use stepwise::{Error, Run, StepError, StepKey};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stepwise");

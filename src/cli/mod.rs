@@ -15,13 +15,13 @@ use clap::Parser;
 use crate::checkpoint::{format_checkpoint, parse_checkpoint};
 use crate::diagnostic::Diagnostic;
 use crate::error::{EXIT_OK, Error, IoContext, Result};
-use crate::history::export_checkpoint;
 use crate::pipeline::DEFAULT_FILE;
 use crate::plan::Mode;
 use crate::project::Project;
 use crate::run::scheduler::RunOptions;
-use crate::runs::Runs;
-use crate::state_dir::StateDir;
+use crate::state::dir::StateDir;
+use crate::state::history::export_checkpoint;
+use crate::state::runs::Runs;
 use crate::style::{ColorChoice, Style};
 use crate::view::events::Events;
 use crate::view::history;
@@ -75,7 +75,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     // fsck looks at the state dir alone: it must work while the pipeline
     // file does not parse.
     if let Command::Fsck { repair } = cli.command {
-        return crate::fsck::command(&path, repair);
+        return crate::state::fsck::command(&path, repair);
     }
     // The commands that need no pipeline.
     match &cli.command {
@@ -365,7 +365,7 @@ fn man(dir: Option<&Path>) -> Result<i32> {
 }
 
 /// "journal: 200200 records, 4.2 MB -> 2002 records, 412 KB; 3 old logs removed".
-fn describe_compaction(c: &crate::state_dir::Compaction) -> String {
+fn describe_compaction(c: &crate::state::dir::Compaction) -> String {
     let size = |b: u64| {
         if b >= 1 << 20 {
             format!("{:.1} MB", b as f64 / (1 << 20) as f64)

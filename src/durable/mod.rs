@@ -27,13 +27,13 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, IoContext, Result};
 use crate::fingerprint::{Components, Digest};
-use crate::history::Attempt;
 use crate::journal::{self, Outcome, Record, Stamp, StepValue, now};
-use crate::lock::LIBRARY_COMMAND;
 use crate::pipeline::{DEFAULT_RETRY_DELAY, NAME_RULE, SyncMode, name_problem};
 use crate::plan::{Action, State, describe_not_done, describe_success, staleness};
 use crate::run::scheduler::retry_delay;
-use crate::state_dir::{StateDir, Writer};
+use crate::state::dir::{StateDir, Writer};
+use crate::state::history::Attempt;
+use crate::state::lock::LIBRARY_COMMAND;
 use crate::workspace::StepFacts;
 
 /// Values whose JSON text is longer than this many bytes are kept in a file

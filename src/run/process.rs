@@ -373,11 +373,12 @@ pub fn kill_leftovers(state_dir: &Path, attempts: &[(u64, &str, u32)]) -> Vec<u3
     // this pipeline's, so differing spellings are resolved before comparing.
     use std::os::unix::ffi::OsStrExt;
     let state_dir =
-        crate::state_dir::real_path(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        crate::state::dir::real_path(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
     let dir_prefix = format!("{STATE_DIR_VAR}=");
     let is_this_dir = |value: &[u8]| {
         let value = Path::new(std::ffi::OsStr::from_bytes(value));
-        value == state_dir || crate::state_dir::real_path(value).is_ok_and(|real| real == state_dir)
+        value == state_dir
+            || crate::state::dir::real_path(value).is_ok_and(|real| real == state_dir)
     };
     let wanted: std::collections::HashSet<(Vec<u8>, Vec<u8>, Vec<u8>)> = attempts
         .iter()

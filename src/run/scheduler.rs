@@ -46,7 +46,7 @@ use crate::journal::{Outcome, Record, Stamp, Store, now};
 use crate::pipeline::{DEFAULT_KILL_GRACE, Executor, Pipeline, StepId};
 use crate::plan::{self, Mode, Plan};
 use crate::run::process::{self, Child, LazyLog};
-use crate::state_dir::{StateDir, Writer};
+use crate::state::dir::{StateDir, Writer};
 use crate::view::progress::{Progress, Tee};
 use crate::workspace::{self, Survey};
 
@@ -226,7 +226,7 @@ pub fn execute_adopting(
         at: now(),
         pid: std::process::id(),
     })?;
-    crate::state_dir::create_private_dir(&state.logs())
+    crate::state::dir::create_private_dir(&state.logs())
         .context(format!("cannot create {}", state.logs().display()))?;
 
     // Waiting for steps needs SIGCHLD at its default: a parent that ran us
@@ -259,7 +259,7 @@ pub fn execute_adopting(
 }
 
 fn state_dir_abs(state: &StateDir) -> PathBuf {
-    crate::state_dir::real_path(state.path()).unwrap_or_else(|_| state.path().to_path_buf())
+    crate::state::dir::real_path(state.path()).unwrap_or_else(|_| state.path().to_path_buf())
 }
 
 struct Scheduler<'a> {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::journal::Outcome;
 use crate::pipeline::SlurmResources;
-use crate::state_dir::{StateDir, step_file_name};
+use crate::state::dir::{StateDir, step_file_name};
 
 /// What the status file says when the job could not enter the step's dir.
 const NO_DIR: &str = "no-dir";

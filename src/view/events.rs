@@ -31,11 +31,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use crate::history::History;
 use crate::journal::{Outcome, now};
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Action, Plan, describe_outcome};
 use crate::run::scheduler::{NotRun, RunSummary};
+use crate::state::history::History;
 use crate::view::progress::Progress;
 
 /// The version of the events' schema.

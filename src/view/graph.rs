@@ -455,7 +455,7 @@ pub fn svg(pipeline: &Pipeline, plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::History;
+    use crate::state::history::History;
     use std::path::Path;
 
     fn diamond() -> (Pipeline, Plan) {

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::history::Attempt;
 use crate::pipeline::Pipeline;
 use crate::plan::describe_outcome;
-use crate::runs::{Run, RunResult, Runs};
-use crate::state_dir::StateDir;
+use crate::state::dir::StateDir;
+use crate::state::history::Attempt;
+use crate::state::runs::{Run, RunResult, Runs};
 use crate::time::{format_duration_ms, format_time};
 use crate::view::events::exit_code_and_signal;
 use crate::view::progress::display_path;

@@ -18,11 +18,11 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::error::Result;
-use crate::history::Attempt;
 use crate::journal::{Millis, Outcome, now};
 use crate::plan::{Mode, describe_outcome};
 use crate::project::Project;
-use crate::runs::{Run, Runs};
+use crate::state::history::Attempt;
+use crate::state::runs::{Run, Runs};
 use crate::time::{format_duration_ms, format_time};
 use crate::view::graph::{self, Kind, escape_html};
 use crate::view::progress::{display_path, tail};
@@ -212,7 +212,8 @@ pub fn render(project: &Project, options: &ReportOptions) -> Result<(String, Vec
     for run in &shown {
         for (name, a) in run.attempts.iter().rev() {
             if a.ok()
-                || (a.finished.is_none() && run.result(live) == crate::runs::RunResult::Running)
+                || (a.finished.is_none()
+                    && run.result(live) == crate::state::runs::RunResult::Running)
             {
                 continue;
             }

@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use unicode_width::UnicodeWidthStr;
 
-use crate::history::History;
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::Plan;
 use crate::run::scheduler::RunSummary;
+use crate::state::history::History;
 use crate::style::{Paint, Style};
 use crate::time::format_duration_ms;
 use crate::view::progress::{Console, ConsoleOptions, Progress};

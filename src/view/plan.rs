@@ -3,9 +3,9 @@
 
 use serde_json::json;
 
-use crate::lock::Holder;
 use crate::pipeline::Pipeline;
 use crate::plan::{Action, Plan, State};
+use crate::state::lock::Holder;
 
 /// `plan --json`: version 1, the counts, every step's action, state and
 /// reasons, and the expansions the journal knows that the pipeline no

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::history::History;
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::plan::{Plan, describe_outcome};
 use crate::run::scheduler::{NotRun, RunSummary};
+use crate::state::history::History;
 use crate::style::{Paint, Style};
 use crate::time::format_duration_ms;
 

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::pipeline::Pipeline;
 use crate::plan::{Plan, State, attempt_duration, describe_outcome};
-use crate::state_dir::{Loaded, StateDir};
+use crate::state::dir::{Loaded, StateDir};
 use crate::time::format_time;
 use crate::view::history::{self, attempt_json};
 use crate::view::progress::display_path;

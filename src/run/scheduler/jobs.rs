@@ -26,7 +26,7 @@ use crate::journal::{Millis, Outcome, Record, Store, now};
 use crate::pipeline::StepId;
 use crate::plan::{self, Mode};
 use crate::run::slurm::{self, AttemptFiles, SlurmError};
-use crate::state_dir::{StateDir, Writer};
+use crate::state::dir::{StateDir, Writer};
 use crate::view::progress::Progress;
 
 /// How long a job Slurm calls over may take to show its status file (a
@@ -681,7 +681,7 @@ pub fn reattach(
         files: AttemptFiles,
     }
     let abs = StateDir::new(
-        crate::state_dir::real_path(state.path()).unwrap_or_else(|_| state.path().to_path_buf()),
+        crate::state::dir::real_path(state.path()).unwrap_or_else(|_| state.path().to_path_buf()),
     );
     let mut candidates = Vec::new();
     for (name, h) in writer.history.steps() {

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, IoContext, Result};
 use crate::journal::{self, LineRead, Record, RecordError};
-use crate::lock::StateLock;
-use crate::state_dir::StateDir;
+use crate::state::dir::StateDir;
+use crate::state::lock::StateLock;
 use crate::view::progress::display_path;
 
 /// A journal line that cannot be read as a record.
@@ -590,7 +590,7 @@ fn run_repair(state: &StateDir, out: &mut String) -> Result<i32> {
     if rewrite {
         // Only the readable lines, exactly as they were: temp file, fsync,
         // rename over the journal, fsync of the folder.
-        crate::snapshot::remove_beside(&journal);
+        crate::state::snapshot::remove_beside(&journal);
         crate::hash::write_atomically(&journal, &x.kept)
             .context(format!("cannot rewrite the journal {}", journal.display()))?;
         let _ = writeln!(

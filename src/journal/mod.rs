@@ -180,7 +180,7 @@ enum Parts {
     Parsed(Components),
     Stored(Box<serde_json::value::RawValue>),
     /// The JSON text as kept in a history snapshot (see
-    /// [`crate::snapshot`]): bytes `.1` of the snapshot read, checked to be
+    /// [`crate::state::snapshot`]): bytes `.1` of the snapshot read, checked to be
     /// UTF-8 when read, shared by every stamp read from it.
     Text(Arc<Vec<u8>>, std::ops::Range<usize>),
 }
@@ -516,7 +516,7 @@ fn newer_version(line: &[u8]) -> Option<u32> {
 impl Record {
     /// The record as one journal line, newline included: the record as a
     /// JSON object whose last field, `"sum"`, is a checksum of the bytes
-    /// before it (see [`SUM_KEY`]).
+    /// before it (see `SUM_KEY`).
     pub fn to_line(&self) -> Vec<u8> {
         let flat_value: Option<Box<serde_json::value::RawValue>>;
         let mut raw = Raw {
@@ -959,7 +959,7 @@ pub struct ReadReport {
 }
 
 /// Where events are stored. The planner never sees this: it works on the
-/// [`History`](crate::history::History) folded from the records, so another
+/// [`History`](crate::state::history::History) folded from the records, so another
 /// store (a database) only has to implement these three methods.
 pub trait Store {
     /// Calls `visit` with every committed record, oldest first.
@@ -1574,7 +1574,7 @@ pub fn rewrite(path: &Path, records: &[Record]) -> Result<()> {
         text.extend_from_slice(&record.to_line());
     }
     // It would not be trusted anyway (another file); no need to ask.
-    crate::snapshot::remove_beside(path);
+    crate::state::snapshot::remove_beside(path);
     crate::hash::write_atomically(path, &text)
         .context(format!("cannot rewrite the journal {}", path.display()))
 }

@@ -1,14 +1,14 @@
 //! The journal seen run by run: every run with every attempt it made, for
 //! `history`, `status --run` and the timeline of `report`.
 //!
-//! [`crate::history::History`] keeps what decides the plan (the latest
+//! [`crate::state::history::History`] keeps what decides the plan (the latest
 //! attempts of each step); this keeps everything, so it is only built by the
 //! commands that look back.
 
 use std::collections::HashMap;
 
-use crate::history::{Attempt, Finished};
 use crate::journal::{Millis, Record, RunCounts};
+use crate::state::history::{Attempt, Finished};
 
 /// One `stepwise run`, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,8 +26,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::history::{Attempt, History, RunInfo, StepHistory};
 use crate::journal::Record;
+use crate::state::history::{Attempt, History, RunInfo, StepHistory};
 
 /// How many runs' summaries compaction keeps (the newest): `history` shows
 /// them; older ones would make the journal grow with every run forever.
@@ -352,7 +352,7 @@ mod tests {
     /// `history --json`'s view of every run, but for the names of the
     /// failed steps (compaction drops the records of most of them).
     fn history_view(records: Vec<Record>) -> Vec<(serde_json::Value, Vec<String>)> {
-        let runs = crate::runs::Runs::from_records(records);
+        let runs = crate::state::runs::Runs::from_records(records);
         runs.runs
             .iter()
             .map(|r| {
@@ -400,7 +400,7 @@ mod tests {
         }
         let whole = History::from_records(records);
         let compact = compacted(&whole);
-        let x = crate::fsck::examine(&bytes(&compact));
+        let x = crate::state::fsck::examine(&bytes(&compact));
         assert_eq!(x.problems(), 0, "{:?}", x.inconsistencies);
         let small = History::from_records(compact);
         let ids: Vec<u64> = small.runs().iter().map(|r| r.id).collect();
@@ -421,9 +421,9 @@ mod tests {
             let compact = compacted(&whole);
             let small = History::from_records(compact.clone());
             // A journal fsck finds clean compacts to one it finds clean.
-            let before = crate::fsck::examine(&bytes(&records));
+            let before = crate::state::fsck::examine(&bytes(&records));
             prop_assert_eq!(before.problems(), 0, "{:?}", before.inconsistencies);
-            let after = crate::fsck::examine(&bytes(&compact));
+            let after = crate::state::fsck::examine(&bytes(&compact));
             prop_assert_eq!(after.problems(), 0, "{:?}", after.inconsistencies);
             // `history` shows every run as it did: counts, durations,
             // results; it names only failed steps whose records it kept.

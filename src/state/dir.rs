@@ -5,13 +5,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::compact;
 use crate::error::{Error, IoContext, Result};
-use crate::history::History;
 use crate::journal::{self, JsonlStore, StepValue, Store};
-use crate::lock::{Holder, StateLock};
 use crate::pipeline::{Pipeline, SyncMode};
 use crate::run::process;
+use crate::state::compact;
+use crate::state::history::History;
+use crate::state::lock::{Holder, StateLock};
 
 /// The name of the state dir.
 pub const STATE_DIR: &str = ".stepwise";
@@ -113,12 +113,12 @@ impl StateDir {
         self.dir.join("journal.jsonl")
     }
 
-    /// The history snapshot (see [`crate::snapshot`]).
+    /// The history snapshot (see [`crate::state::snapshot`]).
     pub fn snapshot(&self) -> PathBuf {
-        self.dir.join(crate::snapshot::FILE)
+        self.dir.join(crate::state::snapshot::FILE)
     }
 
-    /// The lock file (see [`crate::lock`]).
+    /// The lock file (see [`crate::state::lock`]).
     pub fn lock(&self) -> PathBuf {
         self.dir.join("lock")
     }
@@ -230,7 +230,7 @@ impl StateDir {
         let snapshot = self.snapshot();
         let (writer, warnings) = self.read_with(
             &mut |file| {
-                let valid = crate::snapshot::load(&snapshot, file)?;
+                let valid = crate::state::snapshot::load(&snapshot, file)?;
                 *history.borrow_mut() = valid.history;
                 Some(valid.resume)
             },
@@ -307,7 +307,7 @@ impl StateDir {
             &self.journal(),
             sync,
             &mut |file| {
-                let valid = crate::snapshot::load(&snapshot_path, file)?;
+                let valid = crate::state::snapshot::load(&snapshot_path, file)?;
                 *history.borrow_mut() = valid.history;
                 snapshot = (valid.chunks, valid.resume.offset, valid.resume.lines);
                 Some(valid.resume)
@@ -367,7 +367,7 @@ impl StateDir {
                 Some(TempFile {
                     path: e.path(),
                     pid,
-                    writer_alive: pid != me && crate::lock::alive(pid),
+                    writer_alive: pid != me && crate::state::lock::alive(pid),
                 })
             })
             .collect();
@@ -519,7 +519,7 @@ impl Writer {
     /// The attempts the journal holds that a file can belong to: per step,
     /// its latest, its latest since the last forget, its latest success and
     /// its latest that really ran.
-    fn kept_attempts(&self) -> impl Iterator<Item = (&str, &crate::history::Attempt)> {
+    fn kept_attempts(&self) -> impl Iterator<Item = (&str, &crate::state::history::Attempt)> {
         self.history.steps().into_iter().flat_map(|(name, h)| {
             [&h.last, &h.current, &h.success]
                 .into_iter()
@@ -590,7 +590,7 @@ impl Writer {
                 checked: checked || appended > 0,
             },
         };
-        crate::snapshot::save(
+        crate::state::snapshot::save(
             &dir.snapshot(),
             &dir.journal(),
             state,

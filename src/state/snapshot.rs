@@ -26,8 +26,8 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::fingerprint::Digest;
-use crate::history::History;
 use crate::journal::{ReadReport, Resume};
+use crate::state::history::History;
 
 /// The file's name in the state dir.
 pub const FILE: &str = "history-snapshot";
@@ -367,7 +367,7 @@ mod tests {
     use crate::fingerprint::Components;
     use crate::journal::{self, Outcome, Record, Stamp, StepValue};
     use crate::pipeline::SyncMode;
-    use crate::state_dir::StateDir;
+    use crate::state::dir::StateDir;
     use std::io::Write;
 
     /// Every kind of record and outcome, shared and separate stamps,

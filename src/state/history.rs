@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::journal::{Millis, Outcome, Record, RunCounts, Stamp, StepValue};
-use crate::snapshot::{Dec, Enc};
+use crate::state::snapshot::{Dec, Enc};
 
 /// One attempt of a step, as recorded.
 #[derive(Clone, Debug)]
@@ -471,7 +471,7 @@ pub fn export_checkpoint(records: impl IntoIterator<Item = Record>) -> Vec<(Stri
     entries.into_iter().flatten().collect()
 }
 
-/// The snapshot encoding (see [`crate::snapshot`]): every field, so that a
+/// The snapshot encoding (see [`crate::state::snapshot`]): every field, so that a
 /// history read back is the one encoded, `seq`s included. Stamps shared
 /// between a step's attempts are written once.
 impl History {
