@@ -598,6 +598,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "kill_grace",
     "executor",
     "slurm",
+    "max_expansions",
 ];
 /// The keys of `[step.slurm]`; `[pipeline.slurm]` also takes
 /// `poll_interval`.
@@ -693,6 +694,10 @@ const STEP_KEYS: &[&str] = &[
     "for_each",
 ];
 
+/// The default of `[pipeline] max_expansions`: how many steps `matrix`,
+/// `matrix_from` and `for_each` may make in all. Each costs a few KiB to
+/// plan; a matrix of ten short lists would otherwise make ten billion.
+pub const DEFAULT_MAX_EXPANSIONS: usize = 1_000_000;
 /// The default of `[pipeline] kill_grace`.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 /// The default of a step's `retry_delay`.
@@ -750,6 +755,8 @@ struct RawPipeline {
     executor: Executor,
     slurm: SlurmResources,
     slurm_poll: Option<Duration>,
+    /// `[pipeline] max_expansions`, when given.
+    max_expansions: Option<usize>,
     steps: Vec<RawStep>,
 }
 
@@ -871,6 +878,9 @@ impl Cx<'_> {
                     }
                 }
                 "kill_grace" => raw.kill_grace = self.duration(value, "`kill_grace`"),
+                "max_expansions" => {
+                    raw.max_expansions = self.positive_integer(value, "`max_expansions`")
+                }
                 "executor" => {
                     if let Some(e) = self.executor(value, "in [pipeline]") {
                         raw.executor = e;

@@ -559,3 +559,68 @@ after = []
     let why = space.run(&["why", "t[path=raw/b?.txt]"]);
     why.success().stdout_has("done");
 }
+
+/// Ten lists of ten values: 10^10 expansions, in a 300-byte file. Counted
+/// before anything is made, so the refusal comes at once (it used to grow to
+/// 5.9 GB in 14 s and abort).
+#[test]
+fn a_matrix_of_ten_billion_expansions_is_refused_at_once_naming_the_template() {
+    let lists: Vec<String> = (0..10)
+        .map(|i| format!("v{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"))
+        .collect();
+    let toml = format!(
+        "[[step]]\nname = \"bomb\"\nmatrix = {{ {} }}\nrun = \"echo x >> ran\"\n",
+        lists.join(", ")
+    );
+    let space = Space::with(&toml);
+    for command in ["plan", "run"] {
+        let t = std::time::Instant::now();
+        let out = space.run(&[command]);
+        // A loose bound: expanding would take minutes and gigabytes.
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        out.code(2)
+            .stderr_has(
+                "step `bomb` would expand to 10,000,000,000 steps (10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 combinations), over the limit of 1,000,000 expansions per pipeline",
+            )
+            .stderr_has("stepwise.toml:3:1")
+            .stderr_has("[pipeline] max_expansions = N");
+        assert!(space.ran().is_empty());
+        assert!(!space.exists(".stepwise"), "nothing written");
+    }
+}
+
+/// `[pipeline] max_expansions` is a cap on every template together, and
+/// raises (or lowers) the default of 1,000,000.
+#[test]
+fn max_expansions_caps_the_whole_pipeline_and_a_key_raises_it() {
+    let two = "[[step]]\nname = \"a\"\nmatrix = { x = [1, 2, 3], y = [1, 2, 3] }\nrun = \"true\"\n\n\
+               [[step]]\nname = \"b\"\nfor_each = \"raw/*.txt\"\nrun = \"true\"\n\n\
+               [[step]]\nname = \"c\"\nafter = [\"b\"]\nrun = \"true\"\n";
+    let with_limit = |limit: &str| format!("[pipeline]\nmax_expansions = {limit}\n\n{two}");
+    let space = Space::with(&with_limit("8"));
+    for f in ["raw/1.txt", "raw/2.txt"] {
+        space.write(f, "");
+    }
+    // One template over the limit on its own.
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("step `a` would expand to 9 steps (3 × 3 combinations), over the limit of 8 expansions per pipeline")
+        .stderr_has("stepwise.toml:6:1");
+    // Each within it, both together over it: the one that crosses it is named.
+    space.write("stepwise.toml", &with_limit("10"));
+    let out = space.run(&["plan"]);
+    out.code(2)
+        .stderr_has("step `b` would expand to 2 steps, bringing the pipeline's expansions to 11, over the limit of 10 expansions per pipeline")
+        .stderr_has("stepwise.toml:11:1");
+    // Only that error: `c`'s `after = ["b"]` is not reported on top of it.
+    assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
+    assert!(!space.exists(".stepwise"), "nothing written");
+    space.write("stepwise.toml", &with_limit("11"));
+    assert_eq!(space.plan_json(&[])["remaining"], 12);
+    space.write("stepwise.toml", &with_limit("0"));
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("`max_expansions` must be a positive integer");
+}

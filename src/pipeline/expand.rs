@@ -247,6 +247,19 @@ fn listing_digest(paths: &[PathBuf]) -> Digest {
     Digest::from_blake3(&h.finalize())
 }
 
+/// `10000000000` as `10,000,000,000`.
+fn thousands(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() * 4 / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A shell word: left alone if plain, else single-quoted.
 fn shell_word(word: &str) -> String {
     if !word.is_empty()
@@ -389,6 +402,10 @@ pub(super) fn expand(
             }
         })
         .collect();
+    let limit = raw.max_expansions.unwrap_or(super::DEFAULT_MAX_EXPANSIONS);
+    // Expansions made so far, over every template.
+    let mut expansions: u128 = 0;
+    let mut over_limit = false;
     let mut raw = RawPipeline {
         steps: Vec::new(),
         ..raw
@@ -401,7 +418,7 @@ pub(super) fn expand(
             steps.push(step);
             continue;
         };
-        if spec.broken {
+        if spec.broken || over_limit {
             continue;
         }
         let dir = root.join(step.dir.as_deref().unwrap_or("."));
@@ -430,6 +447,7 @@ pub(super) fn expand(
             vars.push((from.var.clone(), values));
         }
         let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        let mut listing = None;
         if let Some(pattern) = &spec.for_each {
             let full = format!(
                 "{}/{}",
@@ -459,6 +477,56 @@ pub(super) fn expand(
                 continue;
             }
             inputs.push(ExpansionInput::Glob(full, listing_digest(&paths).0));
+            listing = Some(paths);
+        }
+        // Counted before anything is made: a few short lists multiply to
+        // billions of steps, which would exhaust memory long before an error.
+        let mut factors: Vec<usize> = listing.iter().map(Vec::len).collect();
+        factors.extend(vars.iter().map(|(_, values)| values.len()));
+        let count = factors
+            .iter()
+            .try_fold(1u128, |n, &f| n.checked_mul(f as u128));
+        let before = expansions;
+        expansions = count.map_or(u128::MAX, |c| before.saturating_add(c));
+        if expansions > limit as u128 {
+            let label = step
+                .name
+                .as_ref()
+                .map_or_else(|| format!("#{}", step.entry + 1), |n| n.get_ref().clone());
+            let made = match count {
+                Some(c) => thousands(c),
+                None => "more than 10^38".into(),
+            };
+            let how = if factors.len() > 1 {
+                let shown: Vec<String> = factors.iter().map(|&f| thousands(f as u128)).collect();
+                format!(" ({} combinations)", shown.join(" × "))
+            } else {
+                String::new()
+            };
+            let message = if before == 0 || count.is_none_or(|c| c > limit as u128) {
+                format!(
+                    "step `{label}` would expand to {made} steps{how}, over the limit of {} expansions per pipeline",
+                    thousands(limit as u128)
+                )
+            } else {
+                format!(
+                    "step `{label}` would expand to {made} steps, bringing the pipeline's expansions to {}, over the limit of {} expansions per pipeline",
+                    thousands(expansions),
+                    thousands(limit as u128)
+                )
+            };
+            cx.error_help(
+                spec.span.clone(),
+                message,
+                "split the matrix into smaller ones, or raise the limit if you mean it: [pipeline] max_expansions = N",
+            );
+            // Nothing more is expanded: the first step over the limit is the
+            // one to fix, and the rest could be as large. (They are left out
+            // like any broken template: `after` naming them is not an error.)
+            over_limit = true;
+            continue;
+        }
+        if let Some(paths) = listing {
             combos = paths
                 .iter()
                 .map(|p| {
