@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -23,7 +23,7 @@ use crate::history::{Attempt, History, StepHistory};
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::time::{format_duration_ms, format_time};
-use crate::workspace::{StepFacts, normalize};
+use crate::workspace::{Memo, StepFacts, normalize};
 
 /// What the plan does with a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -341,13 +341,13 @@ pub fn staleness(
 /// is made once for all its inputs, only as far as needed.
 struct Upstream<'p> {
     /// Every declared output, by path: an input names it or lies in it.
-    by_path: HashMap<&'p Path, Vec<StepId>>,
+    by_path: HashMap<&'p Path, Vec<StepId>, foldhash::fast::RandomState>,
     /// The same as text, sorted: what a glob matches starts with the glob's
     /// literal prefix. (A glob never matches a path that is not UTF-8.)
     sorted: Vec<(&'p str, StepId)>,
     /// The providers of each input already asked about, by folder and
     /// pattern (N expansions reading the same N outputs ask N times).
-    memo: HashMap<PathBuf, HashMap<String, Vec<StepId>>>,
+    memo: Memo<Vec<StepId>>,
     walk: Walk,
 }
 
@@ -366,7 +366,7 @@ struct Walk {
 
 impl<'p> Upstream<'p> {
     fn new(pipeline: &'p Pipeline) -> Upstream<'p> {
-        let mut by_path: HashMap<&Path, Vec<StepId>> = HashMap::new();
+        let mut by_path: HashMap<&Path, Vec<StepId>, _> = HashMap::default();
         let mut sorted = Vec::new();
         for id in pipeline.ids() {
             for output in pipeline.output_paths(id) {
@@ -382,7 +382,7 @@ impl<'p> Upstream<'p> {
         Upstream {
             by_path,
             sorted,
-            memo: HashMap::new(),
+            memo: Memo::default(),
             walk: Walk {
                 of: None,
                 seen: vec![0; n],

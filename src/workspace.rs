@@ -5,6 +5,7 @@
 //! This is the effectful half of fingerprinting; [`crate::fingerprint`] is
 //! the pure half and [`crate::plan`](mod@crate::plan) decides from the facts gathered here.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::fingerprint::{self, Components, Digest};
@@ -46,7 +47,16 @@ pub struct Survey {
     /// The same for every step: hashed once.
     shell: Digest,
     dot: Digest,
+    /// During [`Survey::survey`], what each input pattern named, by folder:
+    /// N steps reading the same N files (a fan-in of outputs) look each up
+    /// once, not N times. Nothing runs meanwhile, so no answer changes.
+    listed: Option<Memo<Listing>>,
 }
+
+type Listing = Result<Vec<PathBuf>, String>;
+/// Answers by folder, then pattern (a lookup allocates nothing).
+pub(crate) type Memo<T> = HashMap<PathBuf, HashMap<String, T, Fast>, Fast>;
+type Fast = foldhash::fast::RandomState;
 
 impl Survey {
     /// A survey of `pipeline` that has gathered nothing yet.
@@ -56,6 +66,7 @@ impl Survey {
             facts: vec![None; pipeline.steps.len()],
             shell: fingerprint::text_list(&pipeline.shell),
             dot: fingerprint::text("."),
+            listed: None,
         }
     }
 
@@ -63,11 +74,13 @@ impl Survey {
     pub fn survey(&mut self, pipeline: &Pipeline, scope: &[bool]) {
         // Nothing runs during this pass: folders stay put.
         self.hasher.batch(true);
+        self.listed = Some(Memo::default());
         for id in pipeline.topological_order() {
             if scope[id.index()] {
                 self.refresh(pipeline, id);
             }
         }
+        self.listed = None;
         self.hasher.batch(false);
     }
 
@@ -107,7 +120,7 @@ impl Survey {
         let dir = pipeline.step_dir(id);
         let mut missing_inputs = Vec::new();
         for pattern in &step.inputs {
-            match expand(&dir, pattern) {
+            match self.expand(&dir, pattern) {
                 Ok(paths) if paths.is_empty() => missing_inputs.push(MissingInput {
                     pattern: pattern.clone(),
                     why: if is_glob(pattern) {
@@ -170,6 +183,22 @@ impl Survey {
         };
         self.facts[id.index()] = Some(facts);
         self.facts[id.index()].as_ref().expect("just set")
+    }
+
+    /// What an input pattern names now, relative to `dir` (see [`expand`]).
+    fn expand(&mut self, dir: &Path, pattern: &str) -> Listing {
+        let Some(listed) = &mut self.listed else {
+            return expand(dir, pattern);
+        };
+        if let Some(known) = listed.get(dir).and_then(|d| d.get(pattern)) {
+            return known.clone();
+        }
+        let listing = expand(dir, pattern);
+        listed
+            .entry(dir.to_path_buf())
+            .or_default()
+            .insert(pattern.to_string(), listing.clone());
+        listing
     }
 
     /// Re-reads a step's outputs after it ran, so the steps that need it see
