@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -23,7 +23,7 @@ use crate::history::{Attempt, History, StepHistory};
 use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::time::{format_duration_ms, format_time};
-use crate::workspace::{Memo, StepFacts, normalize};
+use crate::workspace::{Memo, MissingInput, StepFacts, normalize};
 
 /// What the plan does with a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -261,15 +261,13 @@ pub fn plan(
             && !facts.missing_inputs.is_empty()
         {
             let upstream = upstream.get_or_insert_with(|| Upstream::new(pipeline));
-            let dir = pipeline.step_dir(id);
-            step_plan.warnings = facts
-                .missing_inputs
-                .iter()
-                .filter(|m| !upstream.provided(pipeline, id, &dir, &m.pattern, &decided))
-                .map(|m| Reason::InputMissing {
-                    pattern: m.pattern.clone(),
-                })
-                .collect();
+            step_plan.warnings = upstream.unprovided(
+                pipeline,
+                id,
+                pipeline.step_dir(id),
+                &facts.missing_inputs,
+                &decided,
+            );
         }
         decided[id.index()] = Some(step_plan);
     }
@@ -333,22 +331,28 @@ pub fn staleness(
 
 /// Answers, for every step of one plan, whether a step that will run first,
 /// upstream of it, declares an output that provides a missing input: as
-/// [`output_provides`](crate::workspace::output_provides) says, for every upstream output. Checking each input
-/// against each upstream output, a glob compiled for each, cost N³ for a
-/// fan-in of N outputs into N steps, and N² for a chain whose inputs no step
-/// makes. Instead, the outputs are indexed once, so an input's providers are
-/// a lookup (and none means no walk at all); and the walk upstream of a step
-/// is made once for all its inputs, only as far as needed.
+/// [`output_provides`](crate::workspace::output_provides) says, for every
+/// upstream output. Checking each input against each upstream output, a
+/// glob compiled for each, cost N³ for a fan-in of N outputs into N steps,
+/// and N² for a chain whose inputs no step makes. Instead, the outputs are
+/// indexed once, so an input's providers are a lookup (and none means no
+/// walk at all); and the walk upstream of a step is made once for all its
+/// inputs, only as far as needed.
 struct Upstream<'p> {
-    /// Every declared output, by path: an input names it or lies in it.
-    by_path: HashMap<&'p Path, Vec<StepId>, foldhash::fast::RandomState>,
-    /// The same as text, sorted: what a glob matches starts with the glob's
-    /// literal prefix. (A glob never matches a path that is not UTF-8.)
-    sorted: Vec<(&'p str, StepId)>,
+    outputs: Outputs<'p>,
     /// The providers of each input already asked about, by folder and
     /// pattern (N expansions reading the same N outputs ask N times).
     memo: Memo<Vec<StepId>>,
     walk: Walk,
+}
+
+/// Every declared output of a pipeline, indexed.
+struct Outputs<'p> {
+    /// By path: an input names it or lies in it.
+    by_path: HashMap<&'p Path, Vec<StepId>, foldhash::fast::RandomState>,
+    /// The same as text, sorted: what a glob matches starts with the glob's
+    /// literal prefix. (A glob never matches a path that is not UTF-8.)
+    sorted: Vec<(&'p str, StepId)>,
 }
 
 /// The steps upstream of one step, found so far.
@@ -366,22 +370,9 @@ struct Walk {
 
 impl<'p> Upstream<'p> {
     fn new(pipeline: &'p Pipeline) -> Upstream<'p> {
-        let mut by_path: HashMap<&Path, Vec<StepId>, _> = HashMap::default();
-        let mut sorted = Vec::new();
-        for id in pipeline.ids() {
-            for output in pipeline.output_paths(id) {
-                count_check();
-                by_path.entry(output.as_path()).or_default().push(id);
-                if let Some(text) = output.to_str() {
-                    sorted.push((text, id));
-                }
-            }
-        }
-        sorted.sort_unstable();
         let n = pipeline.steps.len();
         Upstream {
-            by_path,
-            sorted,
+            outputs: Outputs::new(pipeline),
             memo: Memo::default(),
             walk: Walk {
                 of: None,
@@ -394,32 +385,59 @@ impl<'p> Upstream<'p> {
         }
     }
 
-    /// Whether the input `pattern` of step `id` (which runs in `dir`) is an
-    /// output of a step upstream of it that runs.
-    fn provided(
+    /// Warnings for the inputs of `missing` that no step upstream of `id`
+    /// that runs declares as an output. `dir` is where `id` runs.
+    fn unprovided(
         &mut self,
         pipeline: &Pipeline,
         id: StepId,
-        dir: &Path,
-        pattern: &str,
+        dir: PathBuf,
+        missing: &[MissingInput],
         decided: &[Option<StepPlan>],
-    ) -> bool {
-        if !self.memo.get(dir).is_some_and(|m| m.contains_key(pattern)) {
-            let found = self.providers(dir, pattern);
-            self.memo
-                .entry(dir.to_path_buf())
-                .or_default()
-                .insert(pattern.to_string(), found);
-        }
-        let providers = &self.memo[dir][pattern];
+    ) -> Vec<Reason> {
+        let known = match self.memo.get_mut(dir.as_path()) {
+            Some(known) => known,
+            None => self.memo.entry(dir.clone()).or_default(),
+        };
         // Steps not decided yet come later in the order: not upstream.
-        let runs = |p: &StepId| {
+        let runs = |p: &&StepId| {
             decided[p.index()]
                 .as_ref()
                 .is_some_and(|d| d.action == Action::Run)
         };
-        self.walk
-            .reaches(pipeline, id, providers.iter().filter(|p| runs(p)))
+        let mut warnings = Vec::new();
+        for m in missing {
+            let pattern = m.pattern.as_str();
+            if !known.contains_key(pattern) {
+                let found = self.outputs.providers(&dir, pattern);
+                known.insert(pattern.to_string(), found);
+            }
+            let providers = known[pattern].iter().filter(runs);
+            if !self.walk.reaches(pipeline, id, providers) {
+                warnings.push(Reason::InputMissing {
+                    pattern: m.pattern.clone(),
+                });
+            }
+        }
+        warnings
+    }
+}
+
+impl<'p> Outputs<'p> {
+    fn new(pipeline: &'p Pipeline) -> Outputs<'p> {
+        let mut by_path: HashMap<&Path, Vec<StepId>, _> = HashMap::default();
+        let mut sorted = Vec::new();
+        for id in pipeline.ids() {
+            for output in pipeline.output_paths(id) {
+                count_check();
+                by_path.entry(output.as_path()).or_default().push(id);
+                if let Some(text) = output.to_str() {
+                    sorted.push((text, id));
+                }
+            }
+        }
+        sorted.sort_unstable();
+        Outputs { by_path, sorted }
     }
 
     /// The steps with an output that provides `pattern` in `dir`, as
@@ -782,7 +800,7 @@ mod tests {
             toml += "[[step]]\nname = \"odd\"\ndir = \"x [v2]\"\nrun = \"true\"\noutputs = [\"y.txt\", \"z/\"]\n";
             let pipeline =
                 Pipeline::parse(Path::new("stepwise.toml"), Path::new(root), &toml).unwrap();
-            let upstream = Upstream::new(&pipeline);
+            let upstream = Outputs::new(&pipeline);
             for id in pipeline.ids() {
                 let dir = pipeline.step_dir(id);
                 for pattern in patterns {
