@@ -1762,17 +1762,14 @@ impl Cx<'_> {
         let line_starts: Vec<usize> = std::iter::once(0)
             .chain(self.source.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        let steps = raw
+        let mut steps: Vec<Step> = raw
             .steps
             .into_iter()
             .zip(edges)
             .map(|(s, deps)| Step {
+                // Moved, not cloned: a million expansions hold a million of each.
                 template: s.expanded_from.as_ref().map(|e| e.template.clone()),
-                values: s
-                    .expanded_from
-                    .as_ref()
-                    .map(|e| e.values.clone())
-                    .unwrap_or_default(),
+                values: s.expanded_from.map(|e| e.values).unwrap_or_default(),
                 output_paths: s
                     .outputs
                     .iter()
@@ -1795,6 +1792,9 @@ impl Cx<'_> {
                 slurm: s.slurm,
             })
             .collect();
+        // Collected in place, the steps would keep the allocation of the
+        // larger steps as written for as long as the pipeline lives.
+        steps.shrink_to_fit();
         Pipeline {
             path: self.path.to_path_buf(),
             root: root.to_path_buf(),

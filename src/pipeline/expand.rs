@@ -11,7 +11,7 @@
 //! `template[var=value,...]` (variables in name order), unless the
 //! template's `name` holds placeholders itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -577,7 +577,12 @@ pub(super) fn expand(
         } else {
             vars.iter().map(|(k, _)| k.as_str()).collect()
         };
-        let mut seen: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        // Each expansion's name, and where it went in `steps` (its values
+        // are there, for a message about a second expansion of that name).
+        let mut seen: HashMap<String, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(combos.len(), Default::default());
+        // Counted above: grown once, not by doubling a vector of large steps.
+        steps.reserve(combos.len());
         for values in combos {
             let no_outputs = |_: &str| None;
             let sub = |cx: &mut Cx<'_>, text: &str, span: Range<usize>| match substitute(
@@ -632,7 +637,11 @@ pub(super) fn expand(
                 }
                 n
             };
-            if let Some(previous) = seen.get(&expanded_name) {
+            if let Some(&at) = seen.get(&expanded_name) {
+                let previous = steps[at]
+                    .expanded_from
+                    .as_ref()
+                    .map_or(&[][..], |e| &e.values[..]);
                 let show = |v: &[(String, String)]| {
                     v.iter()
                         .map(|(k, v)| format!("{k}={v}"))
@@ -650,7 +659,7 @@ pub(super) fn expand(
                 );
                 break;
             }
-            seen.insert(expanded_name.clone(), values.clone());
+            seen.insert(expanded_name.clone(), steps.len());
             let mut s = step.clone();
             s.name = Some(Spanned::new(name.span(), expanded_name));
             s.run = match &step.run {
