@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::fingerprint::{self, Components, Digest};
 use crate::hash::FileHasher;
@@ -53,7 +54,8 @@ pub struct Survey {
     listed: Option<Memo<Listing>>,
 }
 
-type Listing = Result<Vec<PathBuf>, String>;
+/// What an input pattern named: shared, not copied, by the steps that read it.
+type Listing = Result<Rc<[PathBuf]>, String>;
 /// Answers by folder, then pattern (a lookup allocates nothing).
 pub(crate) type Memo<T> = HashMap<PathBuf, HashMap<String, T, Fast>, Fast>;
 type Fast = foldhash::fast::RandomState;
@@ -119,8 +121,25 @@ impl Survey {
         }
         let dir = pipeline.step_dir(id);
         let mut missing_inputs = Vec::new();
+        // During a survey, what the patterns named under this folder so far
+        // (taken out for the loop, put back after it).
+        let mut known = self
+            .listed
+            .as_mut()
+            .map(|listed| std::mem::take(listed.entry(dir.clone()).or_default()));
         for pattern in &step.inputs {
-            match self.expand(&dir, pattern) {
+            let listing = match &mut known {
+                Some(known) => match known.get(pattern.as_str()) {
+                    Some(listing) => listing.clone(),
+                    None => {
+                        let listing = expand(&dir, pattern).map(Rc::from);
+                        known.insert(pattern.clone(), listing.clone());
+                        listing
+                    }
+                },
+                None => expand(&dir, pattern).map(Rc::from),
+            };
+            match listing {
                 Ok(paths) if paths.is_empty() => missing_inputs.push(MissingInput {
                     pattern: pattern.clone(),
                     why: if is_glob(pattern) {
@@ -142,14 +161,14 @@ impl Survey {
                     } else {
                         &[]
                     };
-                    for rel in paths {
+                    for rel in paths.iter() {
                         if !own.is_empty() && rel.as_os_str() != pattern.as_str() {
-                            let path = normalize(&dir.join(&rel));
+                            let path = normalize(&dir.join(rel));
                             if own.iter().any(|o| path.starts_with(o)) {
                                 continue;
                             }
                         }
-                        match self.hasher.hash_path(&dir.join(&rel)) {
+                        match self.hasher.hash_path(&dir.join(rel)) {
                             Ok(Some(d)) => c.insert(format!("input:{}", rel.display()), d),
                             Ok(None) => missing_inputs.push(MissingInput {
                                 pattern: pattern.clone(),
@@ -168,6 +187,9 @@ impl Survey {
                 }),
             }
         }
+        if let (Some(listed), Some(known)) = (&mut self.listed, known) {
+            listed.insert(dir.clone(), known);
+        }
         for dep in &step.after {
             let product = self.product_of(pipeline, *dep);
             c.insert(format!("dep:{}", pipeline.step(*dep).name), product);
@@ -183,22 +205,6 @@ impl Survey {
         };
         self.facts[id.index()] = Some(facts);
         self.facts[id.index()].as_ref().expect("just set")
-    }
-
-    /// What an input pattern names now, relative to `dir` (see [`expand`]).
-    fn expand(&mut self, dir: &Path, pattern: &str) -> Listing {
-        let Some(listed) = &mut self.listed else {
-            return expand(dir, pattern);
-        };
-        if let Some(known) = listed.get(dir).and_then(|d| d.get(pattern)) {
-            return known.clone();
-        }
-        let listing = expand(dir, pattern);
-        listed
-            .entry(dir.to_path_buf())
-            .or_default()
-            .insert(pattern.to_string(), listing.clone());
-        listing
     }
 
     /// Re-reads a step's outputs after it ran, so the steps that need it see
