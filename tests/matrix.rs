@@ -624,3 +624,29 @@ fn max_expansions_caps_the_whole_pipeline_and_a_key_raises_it() {
         .code(2)
         .stderr_has("`max_expansions` must be a positive integer");
 }
+
+/// N steps each taking the outputs of N others hold N² paths: a small file
+/// could fill memory with them as with a matrix. They are counted before
+/// any is copied, against ten per allowed expansion.
+#[test]
+fn outputs_taken_by_every_expansion_are_capped_like_expansions() {
+    let values: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    let toml = |limit: usize| {
+        format!(
+            "[pipeline]\nmax_expansions = {limit}\n\n\
+             [[step]]\nname = \"a\"\nmatrix = {{ i = [{v}] }}\nrun = \"echo {{i}} > a{{i}}\"\noutputs = [\"a{{i}}\"]\n\n\
+             [[step]]\nname = \"b-{{j}}\"\nmatrix = {{ j = [{v}] }}\ninputs = [\"{{a.outputs}}\"]\nrun = \"cat {{a.outputs}} > b{{j}}\"\n",
+            v = values.join(", ")
+        )
+    };
+    // 40 steps × 40 outputs, in `inputs` and in `run`: 3,200 paths.
+    let space = Space::with(&toml(100));
+    let out = space.run(&["run"]);
+    out.code(2)
+        .stderr_has("`{a.outputs}` in step `b-{j}` brings the paths put in place of `{step.outputs}` to more than 1,000, the limit (10 per allowed expansion)")
+        .stderr_has("[pipeline] max_expansions = N");
+    assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
+    assert!(!space.exists(".stepwise"), "nothing written");
+    space.write("stepwise.toml", &toml(320));
+    assert_eq!(space.plan_json(&[])["remaining"], 80);
+}

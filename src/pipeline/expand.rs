@@ -247,6 +247,21 @@ fn listing_digest(paths: &[PathBuf]) -> Digest {
     Digest::from_blake3(&h.finalize())
 }
 
+/// How many paths `{step.outputs}` may put into steps, in all, per
+/// expansion `[pipeline] max_expansions` allows: 10,000,000 by default, a
+/// fan-in of 3,000 outputs into 3,000 steps (about 3 GB to plan).
+const PATHS_PER_EXPANSION: u128 = 10;
+
+/// The step or template names of the `{name.outputs}` placeholders in
+/// `text`, one per occurrence.
+fn outputs_named(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices(".outputs}").filter_map(move |(end, _)| {
+        let open = text[..end].rfind('{')?;
+        let name = &text[open + 1..end];
+        (!name.is_empty() && !name.contains('}')).then_some(name)
+    })
+}
+
 /// `10000000000` as `10,000,000,000`.
 fn thousands(n: u128) -> String {
     let digits = n.to_string();
@@ -767,6 +782,49 @@ pub(super) fn expand(
             template,
             expansions.into_iter().flat_map(|(_, p)| p).collect(),
         );
+    }
+    // Counted before any is copied: N steps each taking the N outputs of a
+    // template hold N² paths (a few hundred bytes each), so a small file
+    // could otherwise fill memory here as a matrix could above.
+    let paths_limit = (limit as u128).saturating_mul(PATHS_PER_EXPANSION);
+    let mut paths: u128 = 0;
+    for s in &steps {
+        let texts =
+            s.run
+                .iter()
+                .map(|r| (r, s.spans.run.clone()))
+                .chain(s.inputs.iter().enumerate().map(|(i, input)| {
+                    (
+                        input,
+                        s.spans.inputs.get(i).cloned().unwrap_or(s.span.clone()),
+                    )
+                }));
+        for (text, span) in texts {
+            for name in outputs_named(text) {
+                paths = paths.saturating_add(produced.get(name).map_or(0, |p| p.len() as u128));
+                if paths > paths_limit {
+                    let step = s.expanded_from.as_ref().map_or_else(
+                        || {
+                            s.name
+                                .as_ref()
+                                .map(|n| n.get_ref().clone())
+                                .unwrap_or_default()
+                        },
+                        |e| e.written.clone(),
+                    );
+                    cx.error_help(
+                        span,
+                        format!(
+                            "`{{{name}.outputs}}` in step `{step}` brings the paths put in place of `{{step.outputs}}` to more than {}, the limit ({PATHS_PER_EXPANSION} per allowed expansion)",
+                            thousands(paths_limit)
+                        ),
+                        "take the outputs of fewer steps (a folder they all write to is one input), or raise the limit if you mean it: [pipeline] max_expansions = N",
+                    );
+                    raw.steps = Vec::new();
+                    return (raw, inputs);
+                }
+            }
+        }
     }
     let mut out_steps = Vec::with_capacity(steps.len());
     for mut s in steps {
