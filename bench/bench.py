@@ -56,7 +56,7 @@ def generate(folder, n, shape, fan_in=0):
     if shape == "fanin":
         values = ", ".join(str(i) for i in range(fan_in))
         toml.append(f'[[step]]\nname = "a"\nmatrix = {{ i = [{values}] }}\nrun = "echo {{i}} > out/a_{{i}}"\noutputs = ["out/a_{{i}}"]\n')
-        toml.append(f'[[step]]\nname = "b"\nmatrix = {{ j = [{values}] }}\ninputs = ["{{a.outputs}}"]\nrun = "cat {{a.outputs}} > out/b_{{j}}"\noutputs = ["out/b_{{j}}"]\n')
+        toml.append(f'[[step]]\nname = "b"\nmatrix = {{ j = [{values}] }}\ninputs = ["{{a.outputs}}"]\nrun = "cat out/a_* > out/b_{{j}}"\noutputs = ["out/b_{{j}}"]\n')
     elif shape in ("raw-chain", "raw-chain-reversed"):
         for i in range(n):
             after = ""

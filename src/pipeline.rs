@@ -1767,7 +1767,8 @@ impl Cx<'_> {
             .into_iter()
             .zip(edges)
             .map(|(s, deps)| Step {
-                // Moved, not cloned: a million expansions hold a million of each.
+                // The values moved, not copied: a million expansions hold a
+                // million of them.
                 template: s.expanded_from.as_ref().map(|e| e.template.clone()),
                 values: s.expanded_from.map(|e| e.values).unwrap_or_default(),
                 output_paths: s

@@ -255,11 +255,15 @@ const PATHS_PER_EXPANSION: u128 = 10;
 /// The step or template names of the `{name.outputs}` placeholders in
 /// `text`, one per occurrence.
 fn outputs_named(text: &str) -> impl Iterator<Item = &str> {
-    text.match_indices(".outputs}").filter_map(move |(end, _)| {
-        let open = text[..end].rfind('{')?;
-        let name = &text[open + 1..end];
-        (!name.is_empty() && !name.contains('}')).then_some(name)
-    })
+    // Each search back stops at the previous match: linear in `text`.
+    let mut from = 0;
+    text.match_indices(".outputs}")
+        .filter_map(move |(end, found)| {
+            let start = std::mem::replace(&mut from, end + found.len());
+            let open = start + text[start..end].rfind('{')?;
+            let name = &text[open + 1..end];
+            (!name.is_empty() && !name.contains('}')).then_some(name)
+        })
 }
 
 /// `10000000000` as `10,000,000,000`.
@@ -917,6 +921,14 @@ mod tests {
             sub("{ not a placeholder }", &[]).unwrap(),
             "{ not a placeholder }"
         );
+    }
+
+    #[test]
+    fn outputs_placeholders_are_found_once_each() {
+        let found: Vec<&str> =
+            outputs_named("cat {a.outputs} {b[x=1].outputs} x.outputs} {}.outputs} {c.outputs}")
+                .collect();
+        assert_eq!(found, ["a", "b[x=1]", "c"]);
     }
 
     #[test]
