@@ -126,6 +126,7 @@ impl Survey {
         let mut known = self
             .listed
             .as_mut()
+            .filter(|_| !step.inputs.is_empty())
             .map(|listed| std::mem::take(listed.entry(dir.clone()).or_default()));
         for pattern in &step.inputs {
             let listing = match &mut known {
@@ -188,7 +189,7 @@ impl Survey {
             }
         }
         if let (Some(listed), Some(known)) = (&mut self.listed, known) {
-            listed.insert(dir.clone(), known);
+            listed.insert(dir, known);
         }
         for dep in &step.after {
             let product = self.product_of(pipeline, *dep);
