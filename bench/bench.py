@@ -20,6 +20,14 @@ Scenarios, each on a fresh copy of the pipeline:
                     of records (stepwise only)
     plan-snapshot   the same, once a journal writer has left a history
                     snapshot of that journal (stepwise only)
+    plan-fanin      `stepwise plan`, nothing done: a template of F
+                    expansions each writing a file, and one of F expansions
+                    each reading all of them (F = --fan-in; stepwise only)
+    plan-raw-chain, plan-raw-chain-reversed
+                    `stepwise plan`, nothing done: a chain of N steps each
+                    reading a file no step makes (raw data not fetched
+                    yet), its dependencies in the file's order and against
+                    it (stepwise only)
 
 Tools run A/B interleaved (every repetition runs each tool once, in turn), so
 a noisy machine slows them alike. Prints medians, the ratio of stepwise to
@@ -40,10 +48,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_STEPWISE = os.path.join(ROOT, "target", "release", "stepwise")
 
 
-def generate(folder, n, shape):
-    """Writes stepwise.toml, Makefile and build.ninja for the same pipeline."""
+def generate(folder, n, shape, fan_in=0):
+    """Writes stepwise.toml, Makefile and build.ninja for the same pipeline
+    (for the plan-only shapes, stepwise.toml alone)."""
     os.makedirs(os.path.join(folder, "out"), exist_ok=True)
     toml, make, ninja = [], [], []
+    if shape == "fanin":
+        values = ", ".join(str(i) for i in range(fan_in))
+        toml.append(f'[[step]]\nname = "a"\nmatrix = {{ i = [{values}] }}\nrun = "echo {{i}} > out/a_{{i}}"\noutputs = ["out/a_{{i}}"]\n')
+        toml.append(f'[[step]]\nname = "b"\nmatrix = {{ j = [{values}] }}\ninputs = ["{{a.outputs}}"]\nrun = "cat out/a_* > out/b_{{j}}"\noutputs = ["out/b_{{j}}"]\n')
+    elif shape in ("raw-chain", "raw-chain-reversed"):
+        for i in range(n):
+            after = ""
+            if shape == "raw-chain-reversed":
+                after = f'after = ["s{i + 1}"]\n' if i + 1 < n else "after = []\n"
+            toml.append(f'[[step]]\nname = "s{i}"\n{after}inputs = ["raw/in{i}.csv"]\nrun = "cp raw/in{i}.csv out/step_{i}"\noutputs = ["out/step_{i}"]\n')
     ninja.append("rule w\n  command = echo $i > $out\n")
     make.append(".SUFFIXES:\n")
     if shape == "chain":
@@ -54,6 +73,8 @@ def generate(folder, n, shape):
             make.append(f"out/step_{i}: {dep}\n\techo {i} > out/step_{i}\n")
             ninja.append(f"build out/step_{i}: w" + (f" | out/step_{i - 1}" if i else "") + f"\n  i = {i}\n")
         ninja.append(f"default out/step_{n - 1}\n")
+    elif shape in ("fanin", "raw-chain", "raw-chain-reversed"):
+        pass
     elif shape == "matrix":
         # The wide shape written once, as a matrix: must plan and no-op like
         # the same steps written out.
@@ -196,7 +217,13 @@ SCENARIOS = {
     # The same as noop-wide, written as one matrix step (stepwise only).
     "noop-wide": ("wide", 2, ["stepwise"]),
     "noop-matrix": ("matrix", 2, ["stepwise"]),
+    # `plan` alone, nothing done: whether a missing input is provided
+    # upstream (stepwise only).
+    "plan-fanin": ("fanin", 1, ["stepwise"]),
+    "plan-raw-chain": ("raw-chain", 1, ["stepwise"]),
+    "plan-raw-chain-reversed": ("raw-chain-reversed", 1, ["stepwise"]),
 }
+PLAN_ONLY = ("plan-fanin", "plan-raw-chain", "plan-raw-chain-reversed")
 
 
 def main():
@@ -207,6 +234,7 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated scenario names")
     ap.add_argument("--stepwise", default=DEFAULT_STEPWISE, help="the stepwise binary (default: target/release)")
     ap.add_argument("--journal-runs", type=int, default=100, help="runs' worth of records for plan-journal")
+    ap.add_argument("--fan-in", type=int, default=500, help="expansions of each template in plan-fanin (default 500)")
     args = ap.parse_args()
 
     if not os.path.exists(args.stepwise):
@@ -231,7 +259,7 @@ def main():
             folders = {}
             for tool in taking_part:
                 folders[tool] = os.path.join(work, f"{name}-{tool}")
-                generate(folders[tool], args.n, shape)
+                generate(folders[tool], args.n, shape, args.fan_in)
             times = {t: [] for t in taking_part}
             peak = {}
             records = None
@@ -246,6 +274,8 @@ def main():
                         with open(os.path.join(folder, "nothing.json"), "w") as f:
                             f.write("[]")
                         quiet([args.stepwise, "checkpoint", "import", "nothing.json"], folder)
+                    return [args.stepwise, "plan"]
+                if name in PLAN_ONLY:
                     return [args.stepwise, "plan"]
                 return commands(tool, args.stepwise, jobs)
 

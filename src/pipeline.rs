@@ -598,6 +598,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "kill_grace",
     "executor",
     "slurm",
+    "max_expansions",
 ];
 /// The keys of `[step.slurm]`; `[pipeline.slurm]` also takes
 /// `poll_interval`.
@@ -693,6 +694,10 @@ const STEP_KEYS: &[&str] = &[
     "for_each",
 ];
 
+/// The default of `[pipeline] max_expansions`: how many steps `matrix`,
+/// `matrix_from` and `for_each` may make in all. Each costs a few KiB to
+/// plan; a matrix of ten short lists would otherwise make ten billion.
+pub const DEFAULT_MAX_EXPANSIONS: usize = 1_000_000;
 /// The default of `[pipeline] kill_grace`.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 /// The default of a step's `retry_delay`.
@@ -750,6 +755,8 @@ struct RawPipeline {
     executor: Executor,
     slurm: SlurmResources,
     slurm_poll: Option<Duration>,
+    /// `[pipeline] max_expansions`, when given.
+    max_expansions: Option<usize>,
     steps: Vec<RawStep>,
 }
 
@@ -871,6 +878,9 @@ impl Cx<'_> {
                     }
                 }
                 "kill_grace" => raw.kill_grace = self.duration(value, "`kill_grace`"),
+                "max_expansions" => {
+                    raw.max_expansions = self.positive_integer(value, "`max_expansions`")
+                }
                 "executor" => {
                     if let Some(e) = self.executor(value, "in [pipeline]") {
                         raw.executor = e;
@@ -1752,17 +1762,15 @@ impl Cx<'_> {
         let line_starts: Vec<usize> = std::iter::once(0)
             .chain(self.source.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        let steps = raw
+        let mut steps: Vec<Step> = raw
             .steps
             .into_iter()
             .zip(edges)
             .map(|(s, deps)| Step {
+                // The values moved, not copied: a million expansions hold a
+                // million of them.
                 template: s.expanded_from.as_ref().map(|e| e.template.clone()),
-                values: s
-                    .expanded_from
-                    .as_ref()
-                    .map(|e| e.values.clone())
-                    .unwrap_or_default(),
+                values: s.expanded_from.map(|e| e.values).unwrap_or_default(),
                 output_paths: s
                     .outputs
                     .iter()
@@ -1785,6 +1793,9 @@ impl Cx<'_> {
                 slurm: s.slurm,
             })
             .collect();
+        // Collected in place, the steps would keep the allocation of the
+        // larger steps as written for as long as the pipeline lives.
+        steps.shrink_to_fit();
         Pipeline {
             path: self.path.to_path_buf(),
             root: root.to_path_buf(),

@@ -11,7 +11,9 @@
 //! Pure: the facts about files come in as [`StepFacts`], gathered by
 //! [`crate::workspace`].
 
+use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -21,7 +23,7 @@ use crate::journal::Outcome;
 use crate::pipeline::{Pipeline, StepId};
 use crate::state::history::{Attempt, History, StepHistory};
 use crate::time::{format_duration_ms, format_time};
-use crate::workspace::{StepFacts, output_provides};
+use crate::workspace::{Memo, MissingInput, StepFacts, normalize};
 
 /// What the plan does with a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -188,6 +190,8 @@ pub fn plan(
     }
 
     let mut decided: Vec<Option<StepPlan>> = vec![None; pipeline.steps.len()];
+    // Built at the first missing input of a step that runs.
+    let mut upstream: Option<Upstream> = None;
     for id in pipeline.topological_order() {
         if !scope[id.index()] {
             continue;
@@ -254,15 +258,16 @@ pub fn plan(
         };
         if step_plan.action == Action::Run
             && let Some(facts) = facts.and_then(|f| f[id.index()].as_ref())
+            && !facts.missing_inputs.is_empty()
         {
-            step_plan.warnings = facts
-                .missing_inputs
-                .iter()
-                .filter(|m| !provided_upstream(pipeline, id, &m.pattern, &decided))
-                .map(|m| Reason::InputMissing {
-                    pattern: m.pattern.clone(),
-                })
-                .collect();
+            let upstream = upstream.get_or_insert_with(|| Upstream::new(pipeline));
+            step_plan.warnings = upstream.unprovided(
+                pipeline,
+                id,
+                pipeline.step_dir(id),
+                &facts.missing_inputs,
+                &decided,
+            );
         }
         decided[id.index()] = Some(step_plan);
     }
@@ -324,35 +329,228 @@ pub fn staleness(
     reasons
 }
 
-/// Whether a step that will run first, upstream of `id`, declares an output
-/// that provides the input `pattern`.
-fn provided_upstream(
-    pipeline: &Pipeline,
-    id: StepId,
-    pattern: &str,
-    decided: &[Option<StepPlan>],
-) -> bool {
-    let dir = pipeline.step_dir(id);
-    let mut seen = vec![false; pipeline.steps.len()];
-    let mut stack: Vec<StepId> = pipeline.step(id).after.clone();
-    while let Some(up) = stack.pop() {
-        if std::mem::replace(&mut seen[up.index()], true) {
-            continue;
+/// Answers, for every step of one plan, whether a step that will run first,
+/// upstream of it, declares an output that provides a missing input: as
+/// [`output_provides`](crate::workspace::output_provides) says, for every
+/// upstream output. Checking each input against each upstream output, a
+/// glob compiled for each, cost N³ for a fan-in of N outputs into N steps,
+/// and N² for a chain whose inputs no step makes. Instead, the outputs are
+/// indexed once, so an input's providers are a lookup (and none means no
+/// walk at all); and the walk upstream of a step is made once for all its
+/// inputs, only as far as needed.
+struct Upstream<'p> {
+    outputs: Outputs<'p>,
+    /// The providers of each input already asked about, by folder and
+    /// pattern (N expansions reading the same N outputs ask N times).
+    memo: Memo<Vec<StepId>>,
+    walk: Walk,
+}
+
+/// Every declared output of a pipeline, indexed.
+struct Outputs<'p> {
+    /// By path: an input names it or lies in it.
+    by_path: HashMap<&'p Path, Vec<StepId>, foldhash::fast::RandomState>,
+    /// The same as text, sorted: what a glob matches starts with the glob's
+    /// literal prefix. (A glob never matches a path that is not UTF-8.)
+    sorted: Vec<(&'p str, StepId)>,
+}
+
+/// The steps upstream of one step, found so far.
+struct Walk {
+    of: Option<StepId>,
+    /// `epoch` for the steps found upstream of `of`.
+    seen: Vec<u32>,
+    epoch: u32,
+    /// Found, and their own dependencies not looked at yet.
+    stack: Vec<StepId>,
+    /// `query` for the steps that provide the input asked about.
+    wanted: Vec<u32>,
+    query: u32,
+}
+
+impl<'p> Upstream<'p> {
+    fn new(pipeline: &'p Pipeline) -> Upstream<'p> {
+        let n = pipeline.steps.len();
+        Upstream {
+            outputs: Outputs::new(pipeline),
+            memo: Memo::default(),
+            walk: Walk {
+                of: None,
+                seen: vec![0; n],
+                epoch: 0,
+                stack: Vec::new(),
+                wanted: vec![0; n],
+                query: 0,
+            },
         }
-        let runs = decided[up.index()]
-            .as_ref()
-            .is_some_and(|p| p.action == Action::Run);
-        if runs
-            && pipeline
-                .output_paths(up)
-                .iter()
-                .any(|o| output_provides(o, &dir, pattern))
-        {
-            return true;
-        }
-        stack.extend(&pipeline.step(up).after);
     }
-    false
+
+    /// Warnings for the inputs of `missing` that no step upstream of `id`
+    /// that runs declares as an output. `dir` is where `id` runs.
+    fn unprovided(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        dir: PathBuf,
+        missing: &[MissingInput],
+        decided: &[Option<StepPlan>],
+    ) -> Vec<Reason> {
+        let known = match self.memo.get_mut(dir.as_path()) {
+            Some(known) => known,
+            None => self.memo.entry(dir.clone()).or_default(),
+        };
+        // Steps not decided yet come later in the order: not upstream.
+        let runs = |p: &&StepId| {
+            decided[p.index()]
+                .as_ref()
+                .is_some_and(|d| d.action == Action::Run)
+        };
+        let mut warnings = Vec::new();
+        for m in missing {
+            let pattern = m.pattern.as_str();
+            if !known.contains_key(pattern) {
+                let found = self.outputs.providers(&dir, pattern);
+                known.insert(pattern.to_string(), found);
+            }
+            let providers = known[pattern].iter().filter(runs);
+            if !self.walk.reaches(pipeline, id, providers) {
+                warnings.push(Reason::InputMissing {
+                    pattern: m.pattern.clone(),
+                });
+            }
+        }
+        warnings
+    }
+}
+
+impl<'p> Outputs<'p> {
+    fn new(pipeline: &'p Pipeline) -> Outputs<'p> {
+        let mut by_path: HashMap<&Path, Vec<StepId>, _> = HashMap::default();
+        let mut sorted = Vec::new();
+        for id in pipeline.ids() {
+            for output in pipeline.output_paths(id) {
+                count_check();
+                by_path.entry(output.as_path()).or_default().push(id);
+                if let Some(text) = output.to_str() {
+                    sorted.push((text, id));
+                }
+            }
+        }
+        sorted.sort_unstable();
+        Outputs { by_path, sorted }
+    }
+
+    /// The steps with an output that provides `pattern` in `dir`, as
+    /// [`output_provides`](crate::workspace::output_provides) decides.
+    fn providers(&self, dir: &Path, pattern: &str) -> Vec<StepId> {
+        count_check();
+        let mut found = Vec::new();
+        // The input is the output, or lies in an output folder.
+        let wanted = normalize(&dir.join(pattern));
+        for path in wanted.ancestors() {
+            found.extend(self.by_path.get(path).into_iter().flatten());
+        }
+        // The pattern matches the output; the folder part is literal.
+        let escaped = format!(
+            "{}/{}",
+            glob::Pattern::escape(&dir.to_string_lossy()),
+            pattern
+        );
+        let text = normalize(Path::new(&escaped))
+            .to_string_lossy()
+            .into_owned();
+        if pattern.contains(['*', '?', '[']) {
+            if let Ok(glob) = glob::Pattern::new(&text) {
+                let literal = &text[..text.find(['*', '?', '[']).unwrap_or(text.len())];
+                let from = self.sorted.partition_point(|(p, _)| *p < literal);
+                for (path, up) in self.sorted[from..]
+                    .iter()
+                    .take_while(|(p, _)| p.starts_with(literal))
+                {
+                    count_check();
+                    if glob.matches(path) {
+                        found.push(*up);
+                    }
+                }
+            }
+        } else {
+            // Without glob characters the pattern matches its own text: the
+            // folder's as written, unescaped, then the pattern.
+            let plain = normalize(Path::new(&format!("{}/{pattern}", dir.to_string_lossy())));
+            if plain != wanted {
+                found.extend(self.by_path.get(plain.as_path()).into_iter().flatten());
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}
+
+impl Walk {
+    /// Whether one of `targets` is upstream of `id`. The walk goes on from
+    /// where the last question about `id` left it.
+    fn reaches<'a>(
+        &mut self,
+        pipeline: &Pipeline,
+        id: StepId,
+        targets: impl Iterator<Item = &'a StepId>,
+    ) -> bool {
+        if self.of != Some(id) {
+            self.of = Some(id);
+            self.epoch += 1;
+            self.stack.clear();
+            self.discover(pipeline, id);
+        }
+        self.query += 1;
+        let mut any = false;
+        for t in targets {
+            any = true;
+            if self.seen[t.index()] == self.epoch {
+                return true;
+            }
+            self.wanted[t.index()] = self.query;
+        }
+        if !any {
+            return false;
+        }
+        while let Some(up) = self.stack.pop() {
+            if self.discover(pipeline, up) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Finds the dependencies of `step`; whether one is wanted.
+    fn discover(&mut self, pipeline: &Pipeline, step: StepId) -> bool {
+        let mut hit = false;
+        for &dep in &pipeline.step(step).after {
+            count_check();
+            if self.seen[dep.index()] != self.epoch {
+                self.seen[dep.index()] = self.epoch;
+                self.stack.push(dep);
+                hit |= self.wanted[dep.index()] == self.query;
+            }
+        }
+        hit
+    }
+}
+
+thread_local! {
+    static CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_check() {
+    CHECKS.with(|c| c.set(c.get() + 1));
+}
+
+/// How much work this thread's plans did to decide whether missing inputs
+/// are provided upstream: outputs indexed, inputs looked up, outputs a glob
+/// was matched against, dependencies walked. It must grow with the number of (input, output) paths, not
+/// their product (a test holds it to that).
+pub fn provider_checks() -> u64 {
+    CHECKS.with(std::cell::Cell::get)
 }
 
 /// A small number's digits, without `format!`.
@@ -511,6 +709,123 @@ mod tests {
     use super::*;
     use crate::journal::Record;
     use std::path::Path;
+
+    /// The index finds exactly the steps whose outputs `output_provides`
+    /// says provide an input: names, folders, globs, `..`, absolute
+    /// patterns, glob characters in folder names, invalid globs.
+    #[test]
+    fn the_output_index_agrees_with_output_provides() {
+        let outputs = [
+            "a/1.txt",
+            "a/2.txt",
+            "a",
+            "b/c/d.csv",
+            "x v2/y.txt",
+            "data/x.csv",
+            "out/",
+            "deep/a/b/c",
+            "w/local.txt",
+            "sub/dir/f",
+            "a1",
+        ];
+        let dirs = ["", "w", "x [v2]", "sub/dir", "deep/a"];
+        let patterns = [
+            "a/1.txt",
+            "a/*.txt",
+            "a",
+            "a/3.txt",
+            "../a/1.txt",
+            "*",
+            "*/*",
+            "**/*.csv",
+            "b/c/d.csv",
+            "b/?/d.csv",
+            "b/[cd]/d.csv",
+            "[",
+            "y.txt",
+            "*.txt",
+            "/p/a/1.txt",
+            "/q [r]/a/1.txt",
+            "p/a/1.txt",
+            "./a/../a/2.txt",
+            "deep/a/b/c/e",
+            "a*",
+            "nothing",
+            "x [v2]/y.txt",
+            "x [v2]/*.txt",
+            "x [[]v2]/y.txt",
+            "x v2/y.txt",
+            "x ?v2/*",
+            "z/q",
+            "../x [v2]/z",
+            "local.txt",
+            "../../a",
+            "f",
+            "../*",
+            "b/c",
+            "*/c",
+            "out",
+            "out/x",
+            "[!a]/1.txt",
+            "a/[12].txt",
+            "**",
+        ];
+        let mut provided = 0;
+        for root in ["/p", "/q [r]"] {
+            let mut toml = String::new();
+            for (i, dir) in dirs.iter().enumerate() {
+                let dir_key = if dir.is_empty() {
+                    String::new()
+                } else {
+                    format!("dir = \"{dir}\"\n")
+                };
+                let outs: Vec<String> = outputs
+                    .iter()
+                    .skip(i)
+                    .step_by(2)
+                    .map(|o| {
+                        format!(
+                            "\"{}{o}\"",
+                            "../".repeat(dir.matches('/').count() + usize::from(!dir.is_empty()))
+                        )
+                    })
+                    .collect();
+                toml += &format!(
+                    "[[step]]\nname = \"s{i}\"\n{dir_key}run = \"true\"\noutputs = [{}]\n\n",
+                    outs.join(", ")
+                );
+            }
+            // Outputs cannot hold glob characters, but the folders they are
+            // in can.
+            toml += "[[step]]\nname = \"odd\"\ndir = \"x [v2]\"\nrun = \"true\"\noutputs = [\"y.txt\", \"z/\"]\n";
+            let pipeline =
+                Pipeline::parse(Path::new("stepwise.toml"), Path::new(root), &toml).unwrap();
+            let upstream = Outputs::new(&pipeline);
+            for id in pipeline.ids() {
+                let dir = pipeline.step_dir(id);
+                for pattern in patterns {
+                    let expected: Vec<StepId> = pipeline
+                        .ids()
+                        .filter(|&s| {
+                            pipeline
+                                .output_paths(s)
+                                .iter()
+                                .any(|o| crate::workspace::output_provides(o, &dir, pattern))
+                        })
+                        .collect();
+                    provided += usize::from(!expected.is_empty());
+                    assert_eq!(
+                        upstream.providers(&dir, pattern),
+                        expected,
+                        "{pattern} in {}",
+                        dir.display()
+                    );
+                }
+            }
+        }
+        // Both answers are well represented (130 of 528 cases provide).
+        assert!(provided > 100, "{provided}");
+    }
 
     fn pipeline(n: usize) -> Pipeline {
         let mut src = String::new();

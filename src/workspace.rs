@@ -5,7 +5,9 @@
 //! This is the effectful half of fingerprinting; [`crate::fingerprint`] is
 //! the pure half and [`crate::plan`](mod@crate::plan) decides from the facts gathered here.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::fingerprint::{self, Components, Digest};
 use crate::hash::FileHasher;
@@ -46,7 +48,17 @@ pub struct Survey {
     /// The same for every step: hashed once.
     shell: Digest,
     dot: Digest,
+    /// During [`Survey::survey`], what each input pattern named, by folder:
+    /// N steps reading the same N files (a fan-in of outputs) look each up
+    /// once, not N times. Nothing runs meanwhile, so no answer changes.
+    listed: Option<Memo<Listing>>,
 }
+
+/// What an input pattern named: shared, not copied, by the steps that read it.
+type Listing = Result<Rc<[PathBuf]>, String>;
+/// Answers by folder, then pattern (a lookup allocates nothing).
+pub(crate) type Memo<T> = HashMap<PathBuf, HashMap<String, T, Fast>, Fast>;
+type Fast = foldhash::fast::RandomState;
 
 impl Survey {
     /// A survey of `pipeline` that has gathered nothing yet.
@@ -56,6 +68,7 @@ impl Survey {
             facts: vec![None; pipeline.steps.len()],
             shell: fingerprint::text_list(&pipeline.shell),
             dot: fingerprint::text("."),
+            listed: None,
         }
     }
 
@@ -63,11 +76,13 @@ impl Survey {
     pub fn survey(&mut self, pipeline: &Pipeline, scope: &[bool]) {
         // Nothing runs during this pass: folders stay put.
         self.hasher.batch(true);
+        self.listed = Some(Memo::default());
         for id in pipeline.topological_order() {
             if scope[id.index()] {
                 self.refresh(pipeline, id);
             }
         }
+        self.listed = None;
         self.hasher.batch(false);
     }
 
@@ -106,8 +121,26 @@ impl Survey {
         }
         let dir = pipeline.step_dir(id);
         let mut missing_inputs = Vec::new();
+        // During a survey, what the patterns named under this folder so far
+        // (taken out for the loop, put back after it).
+        let mut known = self
+            .listed
+            .as_mut()
+            .filter(|_| !step.inputs.is_empty())
+            .map(|listed| std::mem::take(listed.entry(dir.clone()).or_default()));
         for pattern in &step.inputs {
-            match expand(&dir, pattern) {
+            let listing = match &mut known {
+                Some(known) => match known.get(pattern.as_str()) {
+                    Some(listing) => listing.clone(),
+                    None => {
+                        let listing = expand(&dir, pattern).map(Rc::from);
+                        known.insert(pattern.clone(), listing.clone());
+                        listing
+                    }
+                },
+                None => expand(&dir, pattern).map(Rc::from),
+            };
+            match listing {
                 Ok(paths) if paths.is_empty() => missing_inputs.push(MissingInput {
                     pattern: pattern.clone(),
                     why: if is_glob(pattern) {
@@ -129,14 +162,14 @@ impl Survey {
                     } else {
                         &[]
                     };
-                    for rel in paths {
+                    for rel in paths.iter() {
                         if !own.is_empty() && rel.as_os_str() != pattern.as_str() {
-                            let path = normalize(&dir.join(&rel));
+                            let path = normalize(&dir.join(rel));
                             if own.iter().any(|o| path.starts_with(o)) {
                                 continue;
                             }
                         }
-                        match self.hasher.hash_path(&dir.join(&rel)) {
+                        match self.hasher.hash_path(&dir.join(rel)) {
                             Ok(Some(d)) => c.insert(format!("input:{}", rel.display()), d),
                             Ok(None) => missing_inputs.push(MissingInput {
                                 pattern: pattern.clone(),
@@ -154,6 +187,9 @@ impl Survey {
                     why,
                 }),
             }
+        }
+        if let (Some(listed), Some(known)) = (&mut self.listed, known) {
+            listed.insert(dir, known);
         }
         for dep in &step.after {
             let product = self.product_of(pipeline, *dep);

@@ -559,3 +559,94 @@ after = []
     let why = space.run(&["why", "t[path=raw/b?.txt]"]);
     why.success().stdout_has("done");
 }
+
+/// Ten lists of ten values: 10^10 expansions, in a 300-byte file. Counted
+/// before anything is made, so the refusal comes at once (it used to grow to
+/// 5.9 GB in 14 s and abort).
+#[test]
+fn a_matrix_of_ten_billion_expansions_is_refused_at_once_naming_the_template() {
+    let lists: Vec<String> = (0..10)
+        .map(|i| format!("v{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"))
+        .collect();
+    let toml = format!(
+        "[[step]]\nname = \"bomb\"\nmatrix = {{ {} }}\nrun = \"echo x >> ran\"\n",
+        lists.join(", ")
+    );
+    let space = Space::with(&toml);
+    for command in ["plan", "run"] {
+        let t = std::time::Instant::now();
+        let out = space.run(&[command]);
+        // A loose bound: expanding would take minutes and gigabytes.
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        out.code(2)
+            .stderr_has(
+                "step `bomb` would expand to 10,000,000,000 steps (10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 combinations), over the limit of 1,000,000 expansions per pipeline",
+            )
+            .stderr_has("stepwise.toml:3:1")
+            .stderr_has("[pipeline] max_expansions = N");
+        assert!(space.ran().is_empty());
+        assert!(!space.exists(".stepwise"), "nothing written");
+    }
+}
+
+/// `[pipeline] max_expansions` is a cap on every template together, and
+/// raises (or lowers) the default of 1,000,000.
+#[test]
+fn max_expansions_caps_the_whole_pipeline_and_a_key_raises_it() {
+    let two = "[[step]]\nname = \"a\"\nmatrix = { x = [1, 2, 3], y = [1, 2, 3] }\nrun = \"true\"\n\n\
+               [[step]]\nname = \"b\"\nfor_each = \"raw/*.txt\"\nrun = \"true\"\n\n\
+               [[step]]\nname = \"c\"\nafter = [\"b\"]\nrun = \"true\"\n";
+    let with_limit = |limit: &str| format!("[pipeline]\nmax_expansions = {limit}\n\n{two}");
+    let space = Space::with(&with_limit("8"));
+    for f in ["raw/1.txt", "raw/2.txt"] {
+        space.write(f, "");
+    }
+    // One template over the limit on its own.
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("step `a` would expand to 9 steps (3 × 3 combinations), over the limit of 8 expansions per pipeline")
+        .stderr_has("stepwise.toml:6:1");
+    // Each within it, both together over it: the one that crosses it is named.
+    space.write("stepwise.toml", &with_limit("10"));
+    let out = space.run(&["plan"]);
+    out.code(2)
+        .stderr_has("step `b` would expand to 2 steps, bringing the pipeline's expansions to 11, over the limit of 10 expansions per pipeline")
+        .stderr_has("stepwise.toml:11:1");
+    // Only that error: `c`'s `after = ["b"]` is not reported on top of it.
+    assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
+    assert!(!space.exists(".stepwise"), "nothing written");
+    space.write("stepwise.toml", &with_limit("11"));
+    assert_eq!(space.plan_json(&[])["remaining"], 12);
+    space.write("stepwise.toml", &with_limit("0"));
+    space
+        .run(&["plan"])
+        .code(2)
+        .stderr_has("`max_expansions` must be a positive integer");
+}
+
+/// N steps each taking the outputs of N others hold N² paths: a small file
+/// could fill memory with them as with a matrix. They are counted before
+/// any is copied, against ten per allowed expansion.
+#[test]
+fn outputs_taken_by_every_expansion_are_capped_like_expansions() {
+    let values: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    let toml = |limit: usize| {
+        format!(
+            "[pipeline]\nmax_expansions = {limit}\n\n\
+             [[step]]\nname = \"a\"\nmatrix = {{ i = [{v}] }}\nrun = \"echo {{i}} > a{{i}}\"\noutputs = [\"a{{i}}\"]\n\n\
+             [[step]]\nname = \"b-{{j}}\"\nmatrix = {{ j = [{v}] }}\ninputs = [\"{{a.outputs}}\"]\nrun = \"cat {{a.outputs}} > b{{j}}\"\n",
+            v = values.join(", ")
+        )
+    };
+    // 40 steps × 40 outputs, in `inputs` and in `run`: 3,200 paths.
+    let space = Space::with(&toml(100));
+    let out = space.run(&["run"]);
+    out.code(2)
+        .stderr_has("`{a.outputs}` in step `b-{j}` brings the paths put in place of `{step.outputs}` to more than 1,000, the limit (10 per allowed expansion)")
+        .stderr_has("[pipeline] max_expansions = N");
+    assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
+    assert!(!space.exists(".stepwise"), "nothing written");
+    space.write("stepwise.toml", &toml(320));
+    assert_eq!(space.plan_json(&[])["remaining"], 80);
+}

@@ -11,7 +11,7 @@
 //! `template[var=value,...]` (variables in name order), unless the
 //! template's `name` holds placeholders itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -247,6 +247,38 @@ fn listing_digest(paths: &[PathBuf]) -> Digest {
     Digest::from_blake3(&h.finalize())
 }
 
+/// How many paths `{step.outputs}` may put into steps, in all, per
+/// expansion `[pipeline] max_expansions` allows: 10,000,000 by default, a
+/// fan-in of 3,000 outputs into 3,000 steps (about 3 GB to plan).
+const PATHS_PER_EXPANSION: u128 = 10;
+
+/// The step or template names of the `{name.outputs}` placeholders in
+/// `text`, one per occurrence.
+fn outputs_named(text: &str) -> impl Iterator<Item = &str> {
+    // Each search back stops at the previous match: linear in `text`.
+    let mut from = 0;
+    text.match_indices(".outputs}")
+        .filter_map(move |(end, found)| {
+            let start = std::mem::replace(&mut from, end + found.len());
+            let open = start + text[start..end].rfind('{')?;
+            let name = &text[open + 1..end];
+            (!name.is_empty() && !name.contains('}')).then_some(name)
+        })
+}
+
+/// `10000000000` as `10,000,000,000`.
+fn thousands(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() * 4 / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A shell word: left alone if plain, else single-quoted.
 fn shell_word(word: &str) -> String {
     if !word.is_empty()
@@ -389,6 +421,10 @@ pub(super) fn expand(
             }
         })
         .collect();
+    let limit = raw.max_expansions.unwrap_or(super::DEFAULT_MAX_EXPANSIONS);
+    // Expansions made so far, over every template.
+    let mut expansions: u128 = 0;
+    let mut over_limit = false;
     let mut raw = RawPipeline {
         steps: Vec::new(),
         ..raw
@@ -401,7 +437,7 @@ pub(super) fn expand(
             steps.push(step);
             continue;
         };
-        if spec.broken {
+        if spec.broken || over_limit {
             continue;
         }
         let dir = root.join(step.dir.as_deref().unwrap_or("."));
@@ -430,6 +466,7 @@ pub(super) fn expand(
             vars.push((from.var.clone(), values));
         }
         let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        let mut listing = None;
         if let Some(pattern) = &spec.for_each {
             let full = format!(
                 "{}/{}",
@@ -459,6 +496,56 @@ pub(super) fn expand(
                 continue;
             }
             inputs.push(ExpansionInput::Glob(full, listing_digest(&paths).0));
+            listing = Some(paths);
+        }
+        // Counted before anything is made: a few short lists multiply to
+        // billions of steps, which would exhaust memory long before an error.
+        let mut factors: Vec<usize> = listing.iter().map(Vec::len).collect();
+        factors.extend(vars.iter().map(|(_, values)| values.len()));
+        let count = factors
+            .iter()
+            .try_fold(1u128, |n, &f| n.checked_mul(f as u128));
+        let before = expansions;
+        expansions = count.map_or(u128::MAX, |c| before.saturating_add(c));
+        if expansions > limit as u128 {
+            let label = step
+                .name
+                .as_ref()
+                .map_or_else(|| format!("#{}", step.entry + 1), |n| n.get_ref().clone());
+            let made = match count {
+                Some(c) => thousands(c),
+                None => "more than 10^38".into(),
+            };
+            let how = if factors.len() > 1 {
+                let shown: Vec<String> = factors.iter().map(|&f| thousands(f as u128)).collect();
+                format!(" ({} combinations)", shown.join(" × "))
+            } else {
+                String::new()
+            };
+            let message = if before == 0 || count.is_none_or(|c| c > limit as u128) {
+                format!(
+                    "step `{label}` would expand to {made} steps{how}, over the limit of {} expansions per pipeline",
+                    thousands(limit as u128)
+                )
+            } else {
+                format!(
+                    "step `{label}` would expand to {made} steps, bringing the pipeline's expansions to {}, over the limit of {} expansions per pipeline",
+                    thousands(expansions),
+                    thousands(limit as u128)
+                )
+            };
+            cx.error_help(
+                spec.span.clone(),
+                message,
+                "split the matrix into smaller ones, or raise the limit if you mean it: [pipeline] max_expansions = N",
+            );
+            // Nothing more is expanded: the first step over the limit is the
+            // one to fix, and the rest could be as large. (They are left out
+            // like any broken template: `after` naming them is not an error.)
+            over_limit = true;
+            continue;
+        }
+        if let Some(paths) = listing {
             combos = paths
                 .iter()
                 .map(|p| {
@@ -509,7 +596,12 @@ pub(super) fn expand(
         } else {
             vars.iter().map(|(k, _)| k.as_str()).collect()
         };
-        let mut seen: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        // Each expansion's name, and where it went in `steps` (its values
+        // are there, for a message about a second expansion of that name).
+        let mut seen: HashMap<String, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(combos.len(), Default::default());
+        // Counted above: grown once, not by doubling a vector of large steps.
+        steps.reserve(combos.len());
         for values in combos {
             let no_outputs = |_: &str| None;
             let sub = |cx: &mut Cx<'_>, text: &str, span: Range<usize>| match substitute(
@@ -564,7 +656,11 @@ pub(super) fn expand(
                 }
                 n
             };
-            if let Some(previous) = seen.get(&expanded_name) {
+            if let Some(&at) = seen.get(&expanded_name) {
+                let previous = steps[at]
+                    .expanded_from
+                    .as_ref()
+                    .map_or(&[][..], |e| &e.values[..]);
                 let show = |v: &[(String, String)]| {
                     v.iter()
                         .map(|(k, v)| format!("{k}={v}"))
@@ -582,7 +678,7 @@ pub(super) fn expand(
                 );
                 break;
             }
-            seen.insert(expanded_name.clone(), values.clone());
+            seen.insert(expanded_name.clone(), steps.len());
             let mut s = step.clone();
             s.name = Some(Spanned::new(name.span(), expanded_name));
             s.run = match &step.run {
@@ -691,6 +787,49 @@ pub(super) fn expand(
             expansions.into_iter().flat_map(|(_, p)| p).collect(),
         );
     }
+    // Counted before any is copied: N steps each taking the N outputs of a
+    // template hold N² paths (a few hundred bytes each), so a small file
+    // could otherwise fill memory here as a matrix could above.
+    let paths_limit = (limit as u128).saturating_mul(PATHS_PER_EXPANSION);
+    let mut paths: u128 = 0;
+    for s in &steps {
+        let texts =
+            s.run
+                .iter()
+                .map(|r| (r, s.spans.run.clone()))
+                .chain(s.inputs.iter().enumerate().map(|(i, input)| {
+                    (
+                        input,
+                        s.spans.inputs.get(i).cloned().unwrap_or(s.span.clone()),
+                    )
+                }));
+        for (text, span) in texts {
+            for name in outputs_named(text) {
+                paths = paths.saturating_add(produced.get(name).map_or(0, |p| p.len() as u128));
+                if paths > paths_limit {
+                    let step = s.expanded_from.as_ref().map_or_else(
+                        || {
+                            s.name
+                                .as_ref()
+                                .map(|n| n.get_ref().clone())
+                                .unwrap_or_default()
+                        },
+                        |e| e.written.clone(),
+                    );
+                    cx.error_help(
+                        span,
+                        format!(
+                            "`{{{name}.outputs}}` in step `{step}` brings the paths put in place of `{{step.outputs}}` to more than {}, the limit ({PATHS_PER_EXPANSION} per allowed expansion)",
+                            thousands(paths_limit)
+                        ),
+                        "take the outputs of fewer steps (a folder they all write to is one input), or raise the limit if you mean it: [pipeline] max_expansions = N",
+                    );
+                    raw.steps = Vec::new();
+                    return (raw, inputs);
+                }
+            }
+        }
+    }
     let mut out_steps = Vec::with_capacity(steps.len());
     for mut s in steps {
         let dir = root.join(s.dir.as_deref().unwrap_or("."));
@@ -782,6 +921,14 @@ mod tests {
             sub("{ not a placeholder }", &[]).unwrap(),
             "{ not a placeholder }"
         );
+    }
+
+    #[test]
+    fn outputs_placeholders_are_found_once_each() {
+        let found: Vec<&str> =
+            outputs_named("cat {a.outputs} {b[x=1].outputs} x.outputs} {}.outputs} {c.outputs}")
+                .collect();
+        assert_eq!(found, ["a", "b[x=1]", "c"]);
     }
 
     #[test]
