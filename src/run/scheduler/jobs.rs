@@ -25,6 +25,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::journal::{Millis, Outcome, Record, Store, now};
 use crate::pipeline::StepId;
 use crate::plan::{self, Mode};
+use crate::run::policy::Event;
 use crate::run::slurm::{self, AttemptFiles, SlurmError};
 use crate::state_dir::{StateDir, Writer};
 use crate::view::progress::Progress;
@@ -342,15 +343,14 @@ impl Scheduler<'_> {
             let Some(id) = self.pipeline.find(&a.step) else {
                 continue;
             };
-            if !self.to_run[id.index()] {
+            if !self.policy.planned(id) {
                 self.progress.warning(&format!(
                     "Slurm job {} (step `{}`, attempt {}) is still in flight but not part of this run; the next run that includes it waits for it",
                     a.job, a.step, a.attempt
                 ));
                 continue;
             }
-            self.ready.remove(&id);
-            self.tries[id.index()] = 1;
+            self.policy.on(Instant::now(), Event::Adopted(id));
             self.progress.job_adopted(self.pipeline, id, a.attempt);
             let state = self.state_abs();
             self.jobs.list.push(Job {
@@ -528,8 +528,13 @@ impl Scheduler<'_> {
         // An earlier run's job: what it needs may have been planned to run
         // again meanwhile, or the step changed since it was submitted. Then
         // its turn comes again as for any step, checked afresh.
-        self.tries[id.index()] = 0;
-        if self.waiting[id.index()] > 0 {
+        let ended = |rerun| Event::AdoptedEnded {
+            id,
+            ok: outcome.ok(),
+            rerun,
+        };
+        if !self.policy.adopted_turn(id) {
+            self.policy.on(Instant::now(), ended(false));
             return Ok(());
         }
         if outcome.ok() && self.options.mode == Mode::Fingerprint {
@@ -541,11 +546,11 @@ impl Scheduler<'_> {
                 })
             });
             if stale {
-                self.ready.insert(id);
+                self.policy.on(Instant::now(), ended(true));
                 return Ok(());
             }
         }
-        self.tries[id.index()] = 1;
+        // Its turn: the job counts as this run's first attempt.
         self.follow_up(id, outcome)
     }
 
@@ -602,6 +607,9 @@ impl Scheduler<'_> {
                 "could not cancel Slurm job(s) {}: {e}; they may still run, and the next run asks Slurm about them",
                 ids.join(", ")
             ));
+            for job in &jobs {
+                self.policy.on(Instant::now(), Event::Lost(job.id));
+            }
             return Ok(());
         }
         for (job, status) in jobs.into_iter().zip(statuses) {
