@@ -472,94 +472,216 @@ fn pipelines() -> impl Strategy<Value = Vec<Rules>> {
     })
 }
 
+/// Attempts under way: processes, jobs and adopted jobs.
+fn under_way(p: &Policy, n: usize) -> Vec<StepId> {
+    (0..n as u32)
+        .map(StepId)
+        .filter(|&s| {
+            matches!(
+                p.state(s),
+                StepState::Running { .. } | StepState::Adopted { .. }
+            )
+        })
+        .collect()
+}
+
+/// Jobs (not processes) under way, as `CancelJobs` finds them.
+fn jobs_under_way(p: &Policy, n: usize) -> Vec<StepId> {
+    under_way(p, n)
+        .into_iter()
+        .filter(|&s| {
+            matches!(
+                p.state(s),
+                StepState::Running { process: None, .. } | StepState::Adopted { .. }
+            )
+        })
+        .collect()
+}
+
+/// A run driven by random choices, as the loop would drive it, checking the
+/// policy's promises at every turn.
+struct Story {
+    rules: Vec<Rules>,
+    jobs: usize,
+    keep_going: bool,
+    p: Policy,
+    now: Instant,
+    choices: std::vec::IntoIter<u8>,
+    done: Vec<bool>,
+    failed_for_good: bool,
+    signalled: bool,
+}
+
+impl Story {
+    fn choice(&mut self) -> u8 {
+        self.choices.next().unwrap_or(0)
+    }
+
+    fn on(&mut self, event: Event) -> Result<(), TestCaseError> {
+        let actions = self.p.on(self.now, event);
+        for action in actions {
+            match action {
+                Action::Failed(_) => self.failed_for_good = true,
+                Action::Succeeded(s) => prop_assert_eq!(self.p.state(s), &StepState::Done),
+                Action::Retry { id, retry, .. } => {
+                    prop_assert!(retry >= 1 && retry <= self.rules[id.index()].retries);
+                    prop_assert!(!self.signalled, "no retry after a signal");
+                }
+                Action::Signal { id, .. } => prop_assert!(
+                    matches!(
+                        self.p.state(id),
+                        StepState::Running {
+                            process: Some(_),
+                            ..
+                        }
+                    ),
+                    "only a running process is signalled"
+                ),
+                Action::Interrupted { .. } => {}
+                // The loop cancels every job, and records each (or, if
+                // Slurm cannot be reached, gives up on them all).
+                Action::CancelJobs(_) => {
+                    let lose = self.choice().is_multiple_of(4);
+                    for s in jobs_under_way(&self.p, self.rules.len()) {
+                        let event = if lose {
+                            Event::Lost(s)
+                        } else {
+                            Event::Ended { id: s, ok: false }
+                        };
+                        let actions = self.p.on(self.now, event);
+                        self.failed_for_good |= actions.contains(&Action::Failed(s));
+                        let retried = actions.iter().any(|a| matches!(a, Action::Retry { .. }));
+                        prop_assert!(!retried, "a cancelled job is not retried");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_what_may(&mut self) -> Result<(), TestCaseError> {
+        while let Some(s) = self.p.next_start(&[]) {
+            let retry = !self.p.first_try(s);
+            prop_assert!(
+                self.p.running() < self.jobs,
+                "a start within the jobs limit"
+            );
+            prop_assert!(!self.signalled, "nothing starts after a signal");
+            prop_assert!(
+                retry || self.keep_going || !self.failed_for_good,
+                "nothing new starts after a failure without keep_going"
+            );
+            for d in &self.rules[s.index()].after {
+                prop_assert!(
+                    !self.rules[d.index()].planned || *self.p.state(*d) == StepState::Done,
+                    "{:?} started before {:?} succeeded",
+                    s,
+                    d
+                );
+            }
+            let how = self.choice() % 4;
+            if how == 0 && !retry {
+                self.on(Event::UpToDate(s))?;
+                continue;
+            }
+            self.on(Event::Started(s))?;
+            match how {
+                // It could not start at all.
+                1 => self.on(Event::Ended { id: s, ok: false })?,
+                // A Slurm job: no process.
+                2 => {}
+                _ => self.on(Event::Spawned(s))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn check_done_stays_done(&mut self) -> Result<(), TestCaseError> {
+        for (i, d) in self.done.iter_mut().enumerate() {
+            let is_done = *self.p.state(StepId(i as u32)) == StepState::Done;
+            prop_assert!(is_done || !*d, "step {} was done and is not", i);
+            *d = is_done;
+        }
+        Ok(())
+    }
+
+    /// Something happens: an attempt ends, time passes, or a signal comes.
+    fn next_event(&mut self) -> Result<(), TestCaseError> {
+        let under_way = under_way(&self.p, self.rules.len());
+        prop_assert_eq!(under_way.len(), self.p.running());
+        let choice = self.choice();
+        if choice == 255 {
+            self.signalled = true;
+            return self.on(Event::Signal(Signal::SIGTERM));
+        }
+        if under_way.is_empty() || choice % 5 == 4 {
+            let Some(wake) = self.p.next_wake() else {
+                prop_assert!(!under_way.is_empty(), "waiting for nothing");
+                let s = under_way[0];
+                return self.end(s, true, false);
+            };
+            prop_assert!(wake >= self.now, "a timer in the past");
+            self.now = wake;
+            return self.on(Event::Tick);
+        }
+        let s = under_way[choice as usize % under_way.len()];
+        self.end(s, !choice.is_multiple_of(3), choice.is_multiple_of(7))
+    }
+
+    fn end(&mut self, s: StepId, ok: bool, rerun: bool) -> Result<(), TestCaseError> {
+        match self.p.state(s) {
+            // As `job_over` tells an adopted job's end.
+            StepState::Adopted { .. } if !self.p.adopted_turn(s) => {
+                self.on(Event::AdoptedEnded { id: s, ok, rerun })
+            }
+            StepState::Adopted { .. } if ok && rerun => {
+                self.on(Event::AdoptedEnded { id: s, ok, rerun })
+            }
+            _ => self.on(Event::Ended { id: s, ok }),
+        }
+    }
+}
+
 proptest! {
-    /// Whatever the pipeline and however attempts end, the policy keeps
-    /// its promises.
+    /// Whatever the pipeline, the jobs adopted and however attempts end,
+    /// the policy keeps its promises.
     #[test]
     fn the_policy_keeps_its_invariants(
         rules in pipelines(),
         jobs in 1usize..4,
         keep_going: bool,
+        adopted in proptest::collection::vec(any::<bool>(), 8),
         choices in proptest::collection::vec(any::<u8>(), 0..200),
     ) {
-        let t0 = Instant::now();
         let n = rules.len();
-        let mut p = Policy::new(rules.clone(), limits(jobs, keep_going));
-        let mut now = t0;
-        let mut choices = choices.into_iter();
-        let mut done = vec![false; n];
-        let mut failed_for_good = false;
-        let mut signalled = false;
-        let mut steps = 0;
-        loop {
-            steps += 1;
-            prop_assert!(steps < 10_000, "the run never ends");
-            while let Some(s) = p.next_start(&[]) {
-                let retry = !p.first_try(s);
-                prop_assert!(!signalled, "nothing starts after a signal");
-                prop_assert!(
-                    retry || keep_going || !failed_for_good,
-                    "nothing new starts after a failure without keep_going"
-                );
-                for d in &rules[s.index()].after {
-                    prop_assert!(
-                        !rules[d.index()].planned || *p.state(*d) == StepState::Done,
-                        "{s:?} started before {d:?} succeeded"
-                    );
-                }
-                let how = choices.next().unwrap_or(0) % 4;
-                if how == 0 && !retry {
-                    p.on(now, Event::UpToDate(s));
-                    continue;
-                }
-                p.on(now, Event::Started(s));
-                if how == 1 {
-                    // It could not start at all.
-                    let actions = p.on(now, Event::Ended { id: s, ok: false });
-                    failed_for_good |= actions.contains(&Action::Failed(s));
-                } else if how == 2 {
-                    // A job: no process.
-                } else {
-                    p.on(now, Event::Spawned(s));
-                }
-                prop_assert!(p.running() <= jobs);
-            }
-            prop_assert!(p.running() <= jobs);
-            for (i, d) in done.iter_mut().enumerate() {
-                let is_done = *p.state(StepId(i as u32)) == StepState::Done;
-                prop_assert!(is_done || !*d, "step {i} was done and is not");
-                *d = is_done;
-            }
-            if p.is_idle() {
-                break;
-            }
-            let running: Vec<StepId> = (0..n as u32)
-                .map(StepId)
-                .filter(|&s| matches!(p.state(s), StepState::Running { .. }))
-                .collect();
-            prop_assert_eq!(running.len(), p.running());
-            let choice = choices.next().unwrap_or(0);
-            if choice == 255 {
-                signalled = true;
-                p.on(now, Event::Signal(Signal::SIGTERM));
-            } else if running.is_empty() || choice % 5 == 4 {
-                let Some(wake) = p.next_wake() else {
-                    prop_assert!(!running.is_empty(), "waiting for nothing");
-                    let s = running[0];
-                    let actions = p.on(now, Event::Ended { id: s, ok: true });
-                    prop_assert_eq!(actions, vec![Action::Succeeded(s)]);
-                    continue;
-                };
-                prop_assert!(wake >= now, "a timer in the past");
-                now = wake;
-                p.on(now, Event::Tick);
-            } else {
-                let s = running[choice as usize % running.len()];
-                let ok = choice % 3 != 0;
-                let actions = p.on(now, Event::Ended { id: s, ok });
-                failed_for_good |= actions.contains(&Action::Failed(s));
+        let mut story = Story {
+            p: Policy::new(rules.clone(), limits(jobs, keep_going)),
+            rules,
+            jobs,
+            keep_going,
+            now: Instant::now(),
+            choices: choices.into_iter(),
+            done: vec![false; n],
+            failed_for_good: false,
+            signalled: false,
+        };
+        for s in (0..n as u32).map(StepId) {
+            if adopted[s.index()] && story.p.planned(s) && story.choice().is_multiple_of(3) {
+                story.on(Event::Adopted(s))?;
             }
         }
+        let mut turns = 0;
+        loop {
+            turns += 1;
+            prop_assert!(turns < 10_000, "the run never ends");
+            story.start_what_may()?;
+            story.check_done_stays_done()?;
+            if story.p.is_idle() {
+                break;
+            }
+            story.next_event()?;
+        }
+        let Story { rules, p, keep_going, failed_for_good, signalled, .. } = story;
         for (i, r) in rules.iter().enumerate() {
             let s = StepId(i as u32);
             let state = p.state(s).clone();
@@ -572,12 +694,16 @@ proptest! {
                 StepState::Blocked { by } => {
                     prop_assert_eq!(p.state(by), &StepState::Failed);
                     prop_assert!(keep_going || failed_for_good);
+                    prop_assert_eq!(
+                        p.unsettled(s),
+                        Some(Unsettled::NotRun(NotRun::NeedsFailed(by)))
+                    );
                 }
                 StepState::Waiting { .. } | StepState::Ready { .. } | StepState::Dropped { .. } => {
-                    prop_assert!(signalled || failed_for_good, "{s:?} left as {state:?}");
+                    prop_assert!(signalled || failed_for_good, "{:?} left as {:?}", s, state);
                     prop_assert!(p.unsettled(s).is_some());
                 }
-                other => prop_assert!(false, "{s:?} still {other:?} at the end"),
+                other => prop_assert!(false, "{:?} still {:?} at the end", s, other),
             }
         }
     }
