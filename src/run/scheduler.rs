@@ -1,13 +1,16 @@
 //! Runs the steps a plan says to run, along the dependency graph.
 //!
-//! One thread (the caller's) runs a poll loop, as ninja does: it owns every
-//! decision and every journal write, and waits on the running steps' exit
-//! descriptors and output pipes, a pipe that signals wake it through, and
-//! the nearest deadline (timeouts, grace periods, retry delays). So records
-//! never interleave, and a step's success is in the journal before anything
-//! that needs it starts.
+//! One thread (the caller's) runs a poll loop, as ninja does: it waits on the
+//! running steps' exit descriptors and output pipes, a pipe that signals wake
+//! it through, and the nearest deadline (timeouts, grace periods, retry
+//! delays); it tells the policy (`run::policy`) what happened and carries
+//! out what it decides: starting steps, signalling processes, cancelling
+//! jobs. It owns every journal write, so records never interleave, and it
+//! records before it acts: an attempt's start before its process or job
+//! exists, its end before the policy hears of it, so a step's success is in
+//! the journal before anything that needs it starts.
 //!
-//! The policy:
+//! The policy (decided in `run::policy`, without I/O):
 //! - at most `jobs` steps run at once; among ready steps, the first in file
 //!   order starts first;
 //! - a failed attempt is retried `retries` times, after `retry_delay`,
@@ -27,14 +30,10 @@
 //! once every `poll_interval`. They count against `jobs` like processes, go
 //! through the same retry and failure policy, and a signal cancels them.
 
-use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,13 +44,19 @@ use crate::error::{EXIT_FAILED, EXIT_OK, IoContext, Result};
 use crate::journal::{Outcome, Record, Stamp, Store, now};
 use crate::pipeline::{DEFAULT_KILL_GRACE, Executor, Pipeline, StepId};
 use crate::plan::{self, Mode, Plan};
+use crate::run::policy::{Action, Event, Limits, Policy, Rules, Unsettled, Why};
 use crate::run::process::{self, Child, LazyLog};
 use crate::state::dir::{StateDir, Writer};
 use crate::view::progress::{Progress, Tee};
 use crate::workspace::{self, Survey};
 
 mod jobs;
-pub use jobs::{Adopted, reattach};
+mod reattach;
+mod signals;
+pub use super::policy::{NotRun, retry_delay};
+pub use jobs::Adopted;
+pub use reattach::reattach;
+use signals::SignalWatch;
 
 /// How to run.
 ///
@@ -106,26 +111,6 @@ pub fn default_jobs() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The longest wait between retries, unless `retry_delay` itself is longer.
-const RETRY_DELAY_CAP: Duration = Duration::from_secs(60);
-
-/// The wait before retry number `retry` (1-based) of a step.
-pub fn retry_delay(base: Duration, retry: u32) -> Duration {
-    let cap = RETRY_DELAY_CAP.max(base);
-    base.saturating_mul(1u32 << (retry.saturating_sub(1)).min(20))
-        .min(cap)
-}
-
-/// Why a step that should have run did not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotRun {
-    /// It needs (directly or not) this step, which failed.
-    NeedsFailed(StepId),
-    /// The run stopped starting steps (a failure without `--keep-going`, or
-    /// a signal) before its turn.
-    Stopped,
-}
-
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
@@ -169,14 +154,11 @@ struct Running {
     started: Instant,
     child: Child,
     log: LazyLog,
-    /// When its timeout expires.
-    deadline: Option<Instant>,
+    /// It was sent SIGTERM for running past its timeout.
     timed_out: bool,
     /// The run's stop signal was forwarded to it: however it exits, it did
     /// not finish its work (many programs exit 0 when asked to stop).
     signalled: bool,
-    /// When to SIGKILL it, once it has been asked to stop.
-    kill_at: Option<Instant>,
 }
 
 /// Runs every step the plan marks `Run`, recording each attempt in the
@@ -279,23 +261,12 @@ struct Scheduler<'a> {
     /// do not declare it.
     secrets: Vec<String>,
 
-    to_run: Vec<bool>,
-    dependents: Vec<Vec<StepId>>,
-    /// Dependencies still to succeed in this run, per step.
-    waiting: Vec<usize>,
-    ready: BTreeSet<StepId>,
-    /// Attempts made in this run, per step.
-    tries: Vec<u32>,
-    retries_due: Vec<(Instant, StepId)>,
-    finished: Vec<bool>,
-    /// The failed step that keeps a step from running.
-    blocked: Vec<Option<StepId>>,
+    /// What starts when, and what an attempt's end leads to.
+    policy: Policy,
+    /// Attempts running as local processes.
     running: Vec<Running>,
     /// Attempts running as Slurm jobs.
     jobs: jobs::Jobs,
-    stopping: bool,
-    /// SIGKILL everything still running at this instant (after a signal).
-    kill_all_at: Option<Instant>,
     signals: SignalWatch,
     summary: RunSummary,
 }
@@ -313,24 +284,25 @@ impl<'a> Scheduler<'a> {
         run: u64,
         signals: SignalWatch,
     ) -> Scheduler<'a> {
-        let n = pipeline.steps.len();
-        let mut to_run = vec![false; n];
+        let mut rules: Vec<Rules> = pipeline
+            .steps
+            .iter()
+            .map(|step| Rules {
+                after: step.after.clone(),
+                planned: false,
+                retries: step.retries,
+                retry_delay: step.retry_delay,
+                timeout: step.timeout,
+            })
+            .collect();
         for id in plan.to_run() {
-            to_run[id.index()] = true;
+            rules[id.index()].planned = true;
         }
-        let mut waiting = vec![0usize; n];
-        let mut ready = BTreeSet::new();
-        for id in plan.to_run() {
-            waiting[id.index()] = pipeline
-                .step(id)
-                .after
-                .iter()
-                .filter(|d| to_run[d.index()])
-                .count();
-            if waiting[id.index()] == 0 {
-                ready.insert(id);
-            }
-        }
+        let limits = Limits {
+            jobs: options.jobs,
+            keep_going: options.keep_going,
+            kill_grace: options.kill_grace,
+        };
         Scheduler {
             pipeline,
             plan,
@@ -353,18 +325,9 @@ impl<'a> Scheduler<'a> {
                 all.dedup();
                 all
             },
-            to_run,
-            dependents: pipeline.dependents(),
-            waiting,
-            ready,
-            tries: vec![0; n],
-            retries_due: Vec::new(),
-            finished: vec![false; n],
-            blocked: vec![None; n],
+            policy: Policy::new(rules, limits),
             running: Vec::new(),
             jobs: jobs::Jobs::new(pipeline.slurm_poll),
-            stopping: false,
-            kill_all_at: None,
             signals,
             summary: RunSummary {
                 run,
@@ -383,7 +346,7 @@ impl<'a> Scheduler<'a> {
     fn run(&mut self) -> Result<()> {
         loop {
             self.start_ready()?;
-            if self.running.is_empty() && self.retries_due.is_empty() && self.jobs.is_idle() {
+            if self.policy.is_idle() && self.jobs.is_idle() {
                 return Ok(());
             }
             let (exited, readable, woken) = self.wait()?;
@@ -402,7 +365,7 @@ impl<'a> Scheduler<'a> {
                 let r = self.running.swap_remove(i);
                 self.exited(r)?;
             }
-            self.fire_timers();
+            self.fire_timers()?;
             // Checked first so a run of local steps reads no clock for it.
             if !self.jobs.is_idle() && self.jobs.due(Instant::now()) {
                 self.poll_jobs()?;
@@ -458,37 +421,15 @@ impl<'a> Scheduler<'a> {
     }
 
     fn start_ready(&mut self) -> Result<()> {
-        let jobs = self.options.jobs.max(1);
         // Slurm steps waiting for the check that jobs see the state dir.
         let mut held = Vec::new();
-        while self.running.len() + self.jobs.len() < jobs {
-            let next = if !self.stopping {
-                self.ready.pop_first()
-            } else if self.summary.interrupted.is_none() {
-                // Stopping after a failure: nothing new starts, but a retry
-                // belongs to a step that already started, so it still happens.
-                let retry = self
-                    .ready
-                    .iter()
-                    .copied()
-                    .find(|id| self.tries[id.index()] > 0);
-                if let Some(id) = retry {
-                    self.ready.remove(&id);
-                }
-                retry
-            } else {
-                None
-            };
-            let Some(id) = next else {
-                break;
-            };
+        while let Some(id) = self.policy.next_start(&held) {
             if self.executor(id) == Executor::Slurm && !self.slurm_ready(id)? {
                 held.push(id);
                 continue;
             }
             self.start(id)?;
         }
-        self.ready.extend(held);
         Ok(())
     }
 
@@ -500,7 +441,7 @@ impl<'a> Scheduler<'a> {
         let step = self.pipeline.step(id);
         // The files as they are now, after everything this step needs ran.
         let facts = self.survey.refresh(self.pipeline, id).clone();
-        if self.options.mode == Mode::Fingerprint && self.tries[id.index()] == 0 {
+        if self.options.mode == Mode::Fingerprint && self.policy.first_try(id) {
             let h = self.writer.history.step(&step.name);
             if let Some(h) = h
                 && let Some(success) = &h.success
@@ -510,8 +451,8 @@ impl<'a> Scheduler<'a> {
                 // Early cutoff: what it needs reran and came out the same.
                 self.progress.step_up_to_date(self.pipeline, id);
                 self.summary.up_to_date.push(id);
-                self.release_dependents(id);
-                return Ok(());
+                let actions = self.policy.on(Instant::now(), Event::UpToDate(id));
+                return self.act(actions);
             }
         }
         let attempt = self
@@ -520,7 +461,7 @@ impl<'a> Scheduler<'a> {
             .step(&step.name)
             .map_or(0, |h| h.attempts_started)
             + 1;
-        self.tries[id.index()] += 1;
+        self.policy.on(Instant::now(), Event::Started(id));
         let mut log = LazyLog::new(self.state.log(&step.name, attempt));
         let stamp = facts
             .missing_inputs
@@ -563,16 +504,15 @@ impl<'a> Scheduler<'a> {
         let started = Instant::now();
         match self.spawn(id, attempt) {
             Ok(child) => {
+                self.policy.on(started, Event::Spawned(id));
                 self.running.push(Running {
                     id,
                     attempt,
                     started,
                     child,
                     log,
-                    deadline: step.timeout.map(|t| started + t),
                     timed_out: false,
                     signalled: false,
-                    kill_at: None,
                 });
                 Ok(())
             }
@@ -711,14 +651,10 @@ impl<'a> Scheduler<'a> {
     /// or the step failed for good.
     fn follow_up(&mut self, id: StepId, outcome: Outcome) -> Result<()> {
         let step = self.pipeline.step(id);
-        if outcome.ok() {
-            self.summary.succeeded.push(id);
-            self.release_dependents(id);
-            return Ok(());
-        }
         // A failed attempt leaves no output that could pass for complete. One
         // that never started wrote nothing, so has nothing to clean.
-        if !step.keep_failed_outputs && !matches!(outcome, Outcome::NotStarted(_)) {
+        if !outcome.ok() && !step.keep_failed_outputs && !matches!(outcome, Outcome::NotStarted(_))
+        {
             for (path, e) in workspace::remove_outputs(self.pipeline, id) {
                 self.progress.warning(&format!(
                     "{} was not removed after `{}` failed: {e}",
@@ -728,110 +664,67 @@ impl<'a> Scheduler<'a> {
             }
             self.survey.refresh_product(self.pipeline, id);
         }
-        let retry = self.tries[id.index()];
-        if retry <= step.retries && self.summary.interrupted.is_none() {
-            let delay = retry_delay(step.retry_delay, retry);
-            self.progress
-                .retry_scheduled(self.pipeline, id, retry, step.retries, delay);
-            self.retries_due.push((Instant::now() + delay, id));
-            return Ok(());
-        }
-        self.finished[id.index()] = true;
-        self.summary.failed.push(id);
-        if !self.options.keep_going {
-            self.stopping = true;
-        }
-        let mut stack = vec![id];
-        while let Some(s) = stack.pop() {
-            for &d in &self.dependents[s.index()] {
-                if self.to_run[d.index()] && self.blocked[d.index()].is_none() {
-                    self.blocked[d.index()] = Some(id);
-                    stack.push(d);
+        let actions = self.policy.on(
+            Instant::now(),
+            Event::Ended {
+                id,
+                ok: outcome.ok(),
+            },
+        );
+        self.act(actions)
+    }
+
+    /// Carries out what the policy decided, in its order.
+    fn act(&mut self, actions: Vec<Action>) -> Result<()> {
+        for action in actions {
+            match action {
+                Action::Succeeded(id) => self.summary.succeeded.push(id),
+                Action::Retry { id, retry, delay } => {
+                    let of = self.pipeline.step(id).retries;
+                    self.progress
+                        .retry_scheduled(self.pipeline, id, retry, of, delay);
                 }
+                Action::Failed(id) => self.summary.failed.push(id),
+                Action::Signal { id, signal, why } => {
+                    let Some(r) = self.running.iter_mut().find(|r| r.id == id) else {
+                        continue;
+                    };
+                    match why {
+                        Why::Timeout => r.timed_out = true,
+                        Why::Stop => r.signalled = true,
+                        Why::Kill => {}
+                    }
+                    r.child.signal(signal);
+                }
+                Action::Interrupted { signal, running } => {
+                    self.summary.interrupted = Some(signal);
+                    self.progress.interrupted(signal, running);
+                }
+                Action::CancelJobs(signal) => self.cancel_jobs(signal)?,
             }
         }
         Ok(())
     }
 
-    /// A step is done for this run: the steps waiting for it may go.
-    fn release_dependents(&mut self, id: StepId) {
-        self.finished[id.index()] = true;
-        for i in 0..self.dependents[id.index()].len() {
-            let d = self.dependents[id.index()][i];
-            if self.to_run[d.index()] {
-                self.waiting[d.index()] -= 1;
-                if self.waiting[d.index()] == 0 && self.blocked[d.index()].is_none() {
-                    self.ready.insert(d);
-                }
-            }
-        }
-    }
-
     fn signalled(&mut self, sig: Signal) -> Result<()> {
-        if self.summary.interrupted.is_some() {
-            // A second signal: no more patience.
-            for r in &self.running {
-                r.child.signal(Signal::SIGKILL);
-            }
-            return Ok(());
-        }
-        self.summary.interrupted = Some(sig);
-        self.stopping = true;
-        self.retries_due.clear();
-        self.progress
-            .interrupted(sig, self.running.len() + self.jobs.len());
-        for r in &mut self.running {
-            r.signalled = true;
-            r.child.signal(sig);
-        }
-        self.kill_all_at = Some(Instant::now() + self.options.kill_grace);
-        self.cancel_jobs(sig)
+        let actions = self.policy.on(Instant::now(), Event::Signal(sig));
+        self.act(actions)
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let running = self
-            .running
-            .iter()
-            .flat_map(|r| [r.kill_at, if r.timed_out { None } else { r.deadline }]);
-        let retries = self.retries_due.iter().map(|&(at, _)| Some(at));
-        running
-            .chain(retries)
-            .chain([self.kill_all_at, self.jobs.next_wake()])
+        [self.policy.next_wake(), self.jobs.next_wake()]
+            .into_iter()
             .flatten()
             .min()
     }
 
-    fn fire_timers(&mut self) {
-        let now = Instant::now();
-        let grace = self.options.kill_grace;
-        for r in &mut self.running {
-            if !r.timed_out && r.deadline.is_some_and(|d| d <= now) {
-                r.timed_out = true;
-                r.child.signal(Signal::SIGTERM);
-                r.kill_at = Some(now + grace);
-            } else if r.kill_at.is_some_and(|k| k <= now) {
-                r.child.signal(Signal::SIGKILL);
-                r.kill_at = None;
-            }
-        }
-        if self.kill_all_at.is_some_and(|k| k <= now) {
-            for r in &self.running {
-                r.child.signal(Signal::SIGKILL);
-            }
-            self.kill_all_at = None;
-        }
-        let mut i = 0;
-        while i < self.retries_due.len() {
-            if self.retries_due[i].0 <= now {
-                let (_, id) = self.retries_due.swap_remove(i);
-                self.ready.insert(id);
-            } else {
-                i += 1;
-            }
-        }
+    fn fire_timers(&mut self) -> Result<()> {
+        let actions = self.policy.on(Instant::now(), Event::Tick);
+        self.act(actions)?;
         if self.jobs.len() > 0 {
             self.fire_job_timers();
         }
+        Ok(())
     }
 
     /// The journal cannot be written: stop everything we started, since we
@@ -849,105 +742,13 @@ impl<'a> Scheduler<'a> {
         // The run ended before the check that jobs see the state dir did.
         self.jobs.abandon();
         for id in self.plan.to_run() {
-            if !self.finished[id.index()] && self.tries[id.index()] > 0 {
+            match self.policy.unsettled(id) {
                 // It ran and failed; a signal dropped the retry it waited for.
-                self.summary.failed.push(id);
-            } else if !self.finished[id.index()] {
-                let why = self.blocked[id.index()].map_or(NotRun::Stopped, NotRun::NeedsFailed);
-                self.summary.not_run.push((id, why));
+                Some(Unsettled::Failed) => self.summary.failed.push(id),
+                Some(Unsettled::NotRun(why)) => self.summary.not_run.push((id, why)),
+                None => {}
             }
         }
         self.summary.clone()
-    }
-}
-
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT while a run goes on: each arrival is
-/// counted, and a byte written to a pipe wakes the poll loop.
-struct SignalWatch {
-    wake: OwnedFd,
-    counts: Arc<[AtomicUsize; 4]>,
-    ids: Vec<signal_hook::SigId>,
-}
-
-const WATCHED: [Signal; 4] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-];
-
-impl SignalWatch {
-    fn start() -> Result<SignalWatch> {
-        use nix::fcntl::OFlag;
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .map_err(std::io::Error::from)
-            .context("cannot create a pipe for signals")?;
-        let counts: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
-        let mut ids = Vec::new();
-        for (i, sig) in WATCHED.iter().enumerate() {
-            let c = Arc::clone(&counts);
-            // SAFETY: the action only increments an atomic, which is
-            // async-signal-safe. It is registered before the pipe writer, so
-            // the count is there when the loop wakes.
-            let id = unsafe {
-                signal_hook::low_level::register(*sig as i32, move || {
-                    c[i].fetch_add(1, Ordering::SeqCst);
-                })
-            }
-            .context("cannot install signal handlers")?;
-            ids.push(id);
-            let w = write
-                .try_clone()
-                .context("cannot install signal handlers")?;
-            ids.push(
-                signal_hook::low_level::pipe::register(*sig as i32, w)
-                    .context("cannot install signal handlers")?,
-            );
-        }
-        Ok(SignalWatch {
-            wake: read,
-            counts,
-            ids,
-        })
-    }
-
-    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.wake.as_fd()
-    }
-
-    /// The signals that arrived since the last call, in a fixed order.
-    fn take(&mut self) -> Vec<Signal> {
-        let mut buf = [0u8; 64];
-        while matches!(nix::unistd::read(&self.wake, &mut buf), Ok(n) if n > 0) {}
-        let mut out = Vec::new();
-        for (i, sig) in WATCHED.iter().enumerate() {
-            for _ in 0..self.counts[i].swap(0, Ordering::SeqCst) {
-                out.push(*sig);
-            }
-        }
-        out
-    }
-
-    fn stop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delays_double_up_to_a_cap() {
-        let base = Duration::from_secs(1);
-        let delays: Vec<u64> = (1..=8).map(|n| retry_delay(base, n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(
-            retry_delay(Duration::from_secs(120), 3),
-            Duration::from_secs(120)
-        );
-        assert_eq!(retry_delay(base, 1000), Duration::from_secs(60));
     }
 }

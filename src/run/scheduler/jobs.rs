@@ -1,6 +1,6 @@
 //! The Slurm side of the scheduler: submitting attempts as batch jobs,
 //! following them all with one `squeue` per tick, cancelling them, and
-//! re-attaching to the jobs of a runner that died.
+//! taking over the jobs of a runner that died (found by `reattach.rs`).
 //!
 //! The order of events for one attempt, each step recorded before the next:
 //! 1. `start` in the journal (as for a process);
@@ -25,9 +25,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::journal::{Millis, Outcome, Record, Store, now};
 use crate::pipeline::StepId;
 use crate::plan::{self, Mode};
+use crate::run::policy::Event;
 use crate::run::slurm::{self, AttemptFiles, SlurmError};
-use crate::state::dir::{StateDir, Writer};
-use crate::view::progress::Progress;
+use crate::state::dir::StateDir;
 
 /// How long a job Slurm calls over may take to show its status file (a
 /// shared filesystem can be that slow to show another node's writes)
@@ -61,7 +61,7 @@ pub(super) struct Job {
 }
 
 /// A job an earlier runner submitted that is still queued or running, to
-/// be waited for instead of submitted again (see [`reattach`]).
+/// be waited for instead of submitted again (see [`reattach`](super::reattach)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Adopted {
     /// The step's name.
@@ -335,22 +335,21 @@ impl Scheduler<'_> {
         self.follow_up(id, outcome)
     }
 
-    /// Takes over the jobs [`reattach`] found in flight, for the steps this
+    /// Takes over the jobs [`reattach`](super::reattach) found in flight, for the steps this
     /// run is to run: they run already, so they are waited for, not started.
     pub(super) fn adopt(&mut self, adopted: Vec<Adopted>) {
         for a in adopted {
             let Some(id) = self.pipeline.find(&a.step) else {
                 continue;
             };
-            if !self.to_run[id.index()] {
+            if !self.policy.planned(id) {
                 self.progress.warning(&format!(
                     "Slurm job {} (step `{}`, attempt {}) is still in flight but not part of this run; the next run that includes it waits for it",
                     a.job, a.step, a.attempt
                 ));
                 continue;
             }
-            self.ready.remove(&id);
-            self.tries[id.index()] = 1;
+            self.policy.on(Instant::now(), Event::Adopted(id));
             self.progress.job_adopted(self.pipeline, id, a.attempt);
             let state = self.state_abs();
             self.jobs.list.push(Job {
@@ -528,8 +527,13 @@ impl Scheduler<'_> {
         // An earlier run's job: what it needs may have been planned to run
         // again meanwhile, or the step changed since it was submitted. Then
         // its turn comes again as for any step, checked afresh.
-        self.tries[id.index()] = 0;
-        if self.waiting[id.index()] > 0 {
+        let ended = |rerun| Event::AdoptedEnded {
+            id,
+            ok: outcome.ok(),
+            rerun,
+        };
+        if !self.policy.adopted_turn(id) {
+            self.policy.on(Instant::now(), ended(false));
             return Ok(());
         }
         if outcome.ok() && self.options.mode == Mode::Fingerprint {
@@ -541,11 +545,11 @@ impl Scheduler<'_> {
                 })
             });
             if stale {
-                self.ready.insert(id);
+                self.policy.on(Instant::now(), ended(true));
                 return Ok(());
             }
         }
-        self.tries[id.index()] = 1;
+        // Its turn: the job counts as this run's first attempt.
         self.follow_up(id, outcome)
     }
 
@@ -602,6 +606,9 @@ impl Scheduler<'_> {
                 "could not cancel Slurm job(s) {}: {e}; they may still run, and the next run asks Slurm about them",
                 ids.join(", ")
             ));
+            for job in &jobs {
+                self.policy.on(Instant::now(), Event::Lost(job.id));
+            }
             return Ok(());
         }
         for (job, status) in jobs.into_iter().zip(statuses) {
@@ -647,7 +654,7 @@ fn shown_log(log: &std::path::Path) -> Option<PathBuf> {
 /// script writes it right then (and polling, or a runner that was dead at
 /// the time, notices later); now if there is none. Never later than now,
 /// whatever the node's clock says.
-fn ended_at(files: &AttemptFiles) -> Millis {
+pub(super) fn ended_at(files: &AttemptFiles) -> Millis {
     let written = std::fs::metadata(&files.status)
         .and_then(|m| m.modified())
         .ok()
@@ -655,184 +662,4 @@ fn ended_at(files: &AttemptFiles) -> Millis {
         .map(|d| d.as_millis() as Millis);
     let now = now();
     written.map_or(now, |w| w.min(now))
-}
-
-/// Before a run plans: finds the Slurm jobs that attempts of runs whose
-/// runner died were submitted as, and asks Slurm about them (one `squeue`).
-/// A job that ended meanwhile gets its outcome recorded (status file
-/// first, Slurm's state second), so its step is done or failed as if the
-/// runner had lived. A job still queued or running is returned, for
-/// [`execute_adopting`](super::execute_adopting) to wait for. Only a job
-/// Slurm no longer knows that left no status file stays unfinished: it reads
-/// as interrupted, and runs again.
-///
-/// Call it holding the lock (so every unfinished attempt is a dead runner's).
-pub fn reattach(
-    state: &StateDir,
-    writer: &mut Writer,
-    progress: &mut dyn Progress,
-) -> Result<Vec<Adopted>> {
-    struct Candidate {
-        step: String,
-        run: u64,
-        attempt: u32,
-        started_at: Millis,
-        job: Option<String>,
-        files: AttemptFiles,
-    }
-    let abs = StateDir::new(
-        crate::state::dir::real_path(state.path()).unwrap_or_else(|_| state.path().to_path_buf()),
-    );
-    let mut candidates = Vec::new();
-    for (name, h) in writer.history.steps() {
-        let Some(a) = &h.last else { continue };
-        let (Some(run), None) = (a.run, &a.finished) else {
-            continue;
-        };
-        let files = AttemptFiles::new(&abs, name, a.number);
-        // Without a job id, only an attempt that wrote its batch script
-        // can have reached Slurm.
-        if a.job.is_none() && !files.script.exists() {
-            continue;
-        }
-        candidates.push(Candidate {
-            step: name.to_string(),
-            run,
-            attempt: a.number,
-            started_at: a.started_at,
-            job: a.job.clone(),
-            files,
-        });
-    }
-    if candidates.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<&str> = candidates.iter().filter_map(|c| c.job.as_deref()).collect();
-    let unreachable = |e: SlurmError, jobs: String| {
-        Error::usage_with_help(
-            format!("cannot ask Slurm about the jobs an earlier run left in flight ({jobs}): {e}"),
-            "they may still be running, so none is submitted again until Slurm answers: run again once the Slurm controller answers (squeue)",
-        )
-    };
-    // Slurm not installed here at all: nothing can be running for us to
-    // wait for, so the status files alone decide.
-    let mut slurm_here = true;
-    let mut states = match slurm::states(&ids) {
-        Ok(states) => states,
-        Err(SlurmError::Missing(_)) => {
-            slurm_here = false;
-            Default::default()
-        }
-        Err(e) => return Err(unreachable(e, ids.join(", "))),
-    };
-    let scripts: Vec<PathBuf> = candidates
-        .iter()
-        .filter(|c| c.job.is_none())
-        .map(|c| c.files.script.clone())
-        .collect();
-    if slurm_here && !scripts.is_empty() {
-        let found = match slurm::find_by_script(&scripts) {
-            Ok(found) => found,
-            Err(SlurmError::Missing(_)) => {
-                slurm_here = false;
-                Default::default()
-            }
-            Err(e) => return Err(unreachable(e, "submitted without a recorded job id".into())),
-        };
-        for c in candidates.iter_mut().filter(|c| c.job.is_none()) {
-            if let Some((job, state)) = found.get(&c.files.script) {
-                writer.record(Record::Submitted {
-                    run: c.run,
-                    step: c.step.clone(),
-                    attempt: c.attempt,
-                    at: now(),
-                    job: job.clone(),
-                })?;
-                states.insert(job.clone(), state.clone());
-                c.job = Some(job.clone());
-            }
-        }
-    }
-    let forgotten: Vec<&str> = candidates
-        .iter()
-        .filter_map(|c| c.job.as_deref())
-        .filter(|j| !states.contains_key(*j))
-        .collect();
-    let accounted = if slurm_here && !forgotten.is_empty() {
-        slurm::accounting(&forgotten)
-    } else {
-        Default::default()
-    };
-    let mut adopted = Vec::new();
-    for c in candidates {
-        let job_text = c.job.clone().unwrap_or_else(|| "never submitted".into());
-        let state = c
-            .job
-            .as_ref()
-            .and_then(|j| states.get(j))
-            .map(String::as_str);
-        if let (Some(job), Some(state)) = (&c.job, state)
-            && !slurm::is_over(state)
-        {
-            progress.reattached(
-                &c.step,
-                c.attempt,
-                job,
-                &format!("still {}: waiting for it", state.to_lowercase()),
-            );
-            adopted.push(Adopted {
-                step: c.step,
-                run: c.run,
-                attempt: c.attempt,
-                job: job.clone(),
-                started_at: c.started_at,
-            });
-            continue;
-        }
-        let status = slurm::read_status(&c.files.status);
-        let outcome = match (
-            slurm::outcome(status.clone(), state),
-            c.job.as_ref().and_then(|j| accounted.get(j)),
-        ) {
-            (Some(o), _) => Some(o),
-            (None, Some((state, code))) => match (state.as_str(), code) {
-                ("COMPLETED" | "FAILED", Some(0)) => Some(Outcome::Success),
-                ("COMPLETED" | "FAILED", Some(code)) => Some(Outcome::Exited(*code)),
-                (state, _) => slurm::outcome(None, Some(state)),
-            },
-            (None, None) => None,
-        };
-        match outcome {
-            Some(outcome) => {
-                let what = format!(
-                    "ended while no runner watched it: {}",
-                    plan::describe_outcome(&outcome)
-                );
-                writer.record(Record::AttemptFinished {
-                    run: c.run,
-                    step: c.step.clone(),
-                    attempt: c.attempt,
-                    at: now(),
-                    duration_ms: ended_at(&c.files).saturating_sub(c.started_at),
-                    outcome: outcome.clone(),
-                    value: None,
-                })?;
-                let _ = std::fs::remove_file(&c.files.status);
-                if outcome.ok() {
-                    let _ = std::fs::remove_file(&c.files.script);
-                }
-                progress.reattached(&c.step, c.attempt, &job_text, &what);
-            }
-            None => progress.reattached(
-                &c.step,
-                c.attempt,
-                &job_text,
-                "is unknown to Slurm and left no status: it counts as interrupted and runs again",
-            ),
-        }
-    }
-    // Outcomes found here are what the plan is made from: make them durable
-    // before anything acts on them.
-    writer.store.sync()?;
-    Ok(adopted)
 }
